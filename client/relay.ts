@@ -1,0 +1,329 @@
+/**
+ * The relay SDK: registration, challenge-response sign-in, send, and an inbox
+ * that survives disconnects. Give it several addresses (or one Service
+ * address that moves) and it fails over with backoff.
+ *
+ *   const relay = RelayClient.create({ addresses: ["127.0.0.1:50051"], device });
+ *   await relay.send({ to: [{ identityId: "bob" }], payload: Buffer.from("hi") });
+ *   await relay.inbox(async (m) => console.log(m.payload.toString()), { follow: true, signal });
+ */
+import { randomBytes, randomUUID } from "node:crypto";
+import * as grpc from "@grpc/grpc-js";
+import { Statements, signBytes, type KeyPair } from "../services/common/crypto.js";
+import * as pb from "../generated/parley/v1/relay.js";
+import { ParleyClientError, fromServiceError, isRetryable } from "./errors.js";
+import { RelayVerificationError, checkRelaySignature, receiptStatement } from "./verify.js";
+
+export interface DeviceCredentials {
+  identityId: string;
+  deviceId: string;
+  privateKeyPem: string;
+}
+
+export type Recipient = { deviceId: string } | { identityId: string };
+
+export interface OutgoingMessage {
+  to: Recipient[];
+  payload: Uint8Array;
+  /** Defaults to a random UUID; reuse it to resend without duplicating. */
+  messageId?: string;
+  contentType?: string;
+}
+
+export interface InboxMessage {
+  queue: "device" | "identity";
+  seq: number;
+  messageId: string;
+  senderDeviceId: string;
+  senderIdentityId: string;
+  payload: Uint8Array;
+  contentType: string;
+  enqueuedAtMs: number;
+}
+
+export interface InboxOptions {
+  /** Keep listening after the backlog (default false: return when caught up). */
+  follow?: boolean;
+  signal?: AbortSignal;
+  /** Acknowledge after the handler returns (default true). */
+  ack?: boolean;
+  /** Called each time a stream has delivered its backlog. */
+  onBacklogComplete?: () => void;
+  /** Called when the stream breaks and the inbox reconnects. */
+  onReconnect?: (err: Error, attempt: number) => void;
+}
+
+export interface RelayClientOptions {
+  addresses: string[];
+  device?: DeviceCredentials;
+  /** The relay key to trust; when absent, the key the relay presents is pinned (see onRelayKey). */
+  relayPublicKey?: Uint8Array;
+  onRelayKey?: (relayId: string, key: Uint8Array) => void;
+  /** Per-call deadline for unary calls (ms, default 15000). */
+  deadlineMs?: number;
+  /** Most attempts across addresses for a retryable unary call (default 8). */
+  maxAttempts?: number;
+}
+
+const MAX_BACKOFF_MS = 2000;
+
+export class RelayClient {
+  private readonly clients: pb.RelayClient[];
+  private current = 0;
+  private relay: { id: string; key: Uint8Array } | undefined;
+  private session: { token: string; expiresAtMs: number } | undefined;
+  private readonly recentIds = new Map<string, true>();
+
+  private constructor(private readonly opts: RelayClientOptions) {
+    if (!opts.addresses.length) throw new Error("RelayClient needs at least one relay address");
+    this.clients = opts.addresses.map(
+      (a) => new pb.RelayClient(a, grpc.credentials.createInsecure(), { "grpc.max_receive_message_length": 64 * 1024 * 1024, "grpc.initial_reconnect_backoff_ms": 200, "grpc.max_reconnect_backoff_ms": 2000 }),
+    );
+  }
+
+  /** Builds a client; no I/O happens until the first call. */
+  static create(opts: RelayClientOptions): RelayClient {
+    return new RelayClient(opts);
+  }
+
+  close(): void {
+    for (const c of this.clients) c.close();
+  }
+
+  get deviceId(): string | undefined {
+    return this.opts.device?.deviceId;
+  }
+
+  /** Relay info, verifying (or pinning) the relay's key. */
+  async info(): Promise<pb.RelayInfo> {
+    const info = await this.unary<pb.RelayInfo>((c, md, o, cb) => c.getRelayInfo({}, md, o, cb), false);
+    if (this.opts.relayPublicKey && !Buffer.from(this.opts.relayPublicKey).equals(Buffer.from(info.publicKey))) {
+      throw new RelayVerificationError(`relay '${info.relayId}' presents a key different from the pinned one`);
+    }
+    if (!this.relay) {
+      this.relay = { id: info.relayId, key: info.publicKey };
+      if (!this.opts.relayPublicKey) this.opts.onRelayKey?.(info.relayId, info.publicKey);
+    }
+    return info;
+  }
+
+  private async relayKey(): Promise<{ id: string; key: Uint8Array }> {
+    if (!this.relay) await this.info();
+    return this.relay!;
+  }
+
+  async registerIdentity(identityId: string, keys: KeyPair): Promise<boolean> {
+    const relay = await this.relayKey();
+    const signature = signBytes(keys.privateKeyPem, Statements.registerIdentity(identityId, keys.publicKey));
+    const res = await this.unary<pb.Registration>((c, md, o, cb) => c.registerIdentity({ identityId, publicKey: keys.publicKey, signature }, md, o, cb), false);
+    checkRelaySignature(relay.key, relay.id, Statements.relayRegistration("identity", identityId, keys.publicKey), res.relaySignature, "identity registration");
+    return res.created;
+  }
+
+  /** Registers a device, signed by its identity's private key. */
+  async registerDevice(identityId: string, identityPrivateKeyPem: string, deviceId: string, devicePublicKey: Uint8Array): Promise<boolean> {
+    const relay = await this.relayKey();
+    const identitySignature = signBytes(identityPrivateKeyPem, Statements.registerDevice(identityId, deviceId, devicePublicKey));
+    const res = await this.unary<pb.Registration>(
+      (c, md, o, cb) => c.registerDevice({ deviceId, identityId, publicKey: devicePublicKey, identitySignature }, md, o, cb),
+      false,
+    );
+    checkRelaySignature(relay.key, relay.id, Statements.relayRegistration("device", deviceId, devicePublicKey), res.relaySignature, "device registration");
+    return res.created;
+  }
+
+  /** Challenge-response sign-in; the token is kept and renewed before it expires. */
+  async authenticate(): Promise<pb.Session> {
+    const device = this.requireDevice();
+    const relay = await this.relayKey();
+    const clientNonce = randomBytes(16);
+    const ch = await this.unary<pb.Challenge>((c, md, o, cb) => c.getChallenge({ deviceId: device.deviceId, clientNonce }, md, o, cb), false);
+    checkRelaySignature(relay.key, relay.id, Statements.relayChallenge(clientNonce, ch.challenge), ch.relaySignature, "challenge");
+    const signature = signBytes(device.privateKeyPem, Statements.authenticate(device.deviceId, ch.challenge));
+    const s = await this.unary<pb.Session>((c, md, o, cb) => c.authenticate({ deviceId: device.deviceId, challenge: ch.challenge, signature }, md, o, cb), false);
+    checkRelaySignature(relay.key, relay.id, Statements.relaySession(s.token), s.relaySignature, "session");
+    this.session = { token: s.token, expiresAtMs: s.expiresAtMs };
+    return s;
+  }
+
+  async lookupIdentity(identityId: string): Promise<pb.IdentityInfo> {
+    return this.unary<pb.IdentityInfo>((c, md, o, cb) => c.lookupIdentity({ identityId }, md, o, cb));
+  }
+
+  /** Sends one message; resolves once the relay has committed it. Safe to retry. */
+  async send(message: OutgoingMessage): Promise<pb.SendReceipt> {
+    const req = toSendRequest(message);
+    const receipt = await this.unary<pb.SendReceipt>((c, md, o, cb) => c.send(req, md, o, cb));
+    await this.checkReceipt(receipt);
+    return receipt;
+  }
+
+  /** Sends many messages in one transaction (all or none). */
+  async sendBatch(messages: OutgoingMessage[]): Promise<pb.SendReceipt[]> {
+    const req = { messages: messages.map(toSendRequest) };
+    const res = await this.unary<pb.SendBatchResponse>((c, md, o, cb) => c.sendBatch(req, md, o, cb));
+    for (const r of res.receipts) await this.checkReceipt(r);
+    return res.receipts;
+  }
+
+  async ack(deviceSeq: number, identitySeq: number): Promise<number> {
+    const res = await this.unary<pb.AckResponse>((c, md, o, cb) => c.ack({ deviceSeq, identitySeq }, md, o, cb));
+    return res.deleted;
+  }
+
+  /**
+   * Delivers queued messages to handler in queue order, then (with follow)
+   * live ones. On a broken stream it reconnects — to the next address, with
+   * backoff — and resumes after the last handled message: nothing is lost,
+   * and a message seen again after a reconnect is dropped by message id.
+   */
+  async inbox(handler: (m: InboxMessage) => Promise<void> | void, opts: InboxOptions = {}): Promise<void> {
+    const ack = opts.ack ?? true;
+    const pos = { device: 0, identity: 0 };
+    const acked = { device: 0, identity: 0 };
+    const flushAcks = async () => {
+      if (!ack || (pos.device === acked.device && pos.identity === acked.identity)) return;
+      const target = { ...pos };
+      await this.ack(target.device > acked.device ? target.device : 0, target.identity > acked.identity ? target.identity : 0);
+      acked.device = Math.max(acked.device, target.device);
+      acked.identity = Math.max(acked.identity, target.identity);
+    };
+    for (let attempt = 0; !opts.signal?.aborted; ) {
+      try {
+        const done = await this.streamOnce(pos, opts, async (m) => {
+          const key = `${m.senderDeviceId}/${m.messageId}`;
+          if (!this.recentIds.has(key)) await handler(m);
+          this.remember(key);
+          pos[m.queue] = m.seq;
+          attempt = 0;
+          if (ack && (pos.device - acked.device) + (pos.identity - acked.identity) >= 64) await flushAcks();
+        }, flushAcks);
+        await flushAcks();
+        if (done) return;
+      } catch (err) {
+        if (opts.signal?.aborted) break;
+        const e = fromServiceError(err);
+        if (!isRetryable(e) && !(e instanceof ParleyClientError && e.code === grpc.status.UNAUTHENTICATED && /expired/.test(e.message))) throw e;
+        attempt++;
+        opts.onReconnect?.(e, attempt);
+        this.rotate();
+        if (e instanceof ParleyClientError && e.code === grpc.status.UNAUTHENTICATED) this.session = undefined;
+        await delay(Math.min(MAX_BACKOFF_MS, 50 * 2 ** attempt) * (0.5 + Math.random() / 2), opts.signal);
+      }
+    }
+    await flushAcks().catch(() => undefined);
+  }
+
+  /** One Fetch stream; true when it ended normally (backlog done, no follow). */
+  private async streamOnce(
+    pos: { device: number; identity: number },
+    opts: InboxOptions,
+    onMessage: (m: InboxMessage) => Promise<void>,
+    onIdle: () => Promise<void>,
+  ): Promise<boolean> {
+    const md = await this.metadata(true);
+    const call = this.clients[this.current]!.fetch({ follow: opts.follow ?? false, deviceAfterSeq: pos.device, identityAfterSeq: pos.identity }, md);
+    const abort = () => call.cancel();
+    opts.signal?.addEventListener("abort", abort);
+    try {
+      for await (const ev of call as AsyncIterable<pb.FetchEvent>) {
+        const e = ev.event;
+        if (e?.$case === "backlogComplete") {
+          await onIdle();
+          opts.onBacklogComplete?.();
+        } else if (e?.$case === "message") {
+          await onMessage(toInboxMessage(e.value));
+        }
+      }
+      return true;
+    } catch (err) {
+      if (opts.signal?.aborted) return true;
+      throw err;
+    } finally {
+      opts.signal?.removeEventListener("abort", abort);
+    }
+  }
+
+  private remember(key: string): void {
+    this.recentIds.set(key, true);
+    if (this.recentIds.size > 10_000) this.recentIds.delete(this.recentIds.keys().next().value!);
+  }
+
+  private async checkReceipt(r: pb.SendReceipt): Promise<void> {
+    const relay = await this.relayKey();
+    checkRelaySignature(relay.key, relay.id, receiptStatement(this.requireDevice().deviceId, r), r.relaySignature, `receipt for ${r.messageId}`);
+  }
+
+  private requireDevice(): DeviceCredentials {
+    if (!this.opts.device) throw new Error("this client has no device credentials");
+    return this.opts.device;
+  }
+
+  private async metadata(authenticated: boolean): Promise<grpc.Metadata> {
+    const md = new grpc.Metadata();
+    if (authenticated) {
+      if (!this.session || this.session.expiresAtMs - 30_000 < Date.now()) await this.authenticate();
+      md.set("authorization", `Bearer ${this.session!.token}`);
+    }
+    return md;
+  }
+
+  private rotate(): void {
+    this.current = (this.current + 1) % this.clients.length;
+  }
+
+  /** Runs a unary call, failing over to the next address on transient errors. */
+  private async unary<T>(
+    call: (c: pb.RelayClient, md: grpc.Metadata, o: Partial<grpc.CallOptions>, cb: (err: grpc.ServiceError | null, res: T) => void) => void,
+    authenticated = true,
+  ): Promise<T> {
+    const maxAttempts = this.opts.maxAttempts ?? 8;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const md = await this.metadata(authenticated);
+        return await new Promise<T>((resolve, reject) =>
+          call(this.clients[this.current]!, md, { deadline: Date.now() + (this.opts.deadlineMs ?? 15_000) }, (err, res) => (err ? reject(err) : resolve(res))),
+        );
+      } catch (err) {
+        const e = fromServiceError(err);
+        const expired = e instanceof ParleyClientError && e.code === grpc.status.UNAUTHENTICATED && /expired/.test(e.message);
+        if (expired) this.session = undefined;
+        if (attempt >= maxAttempts || !(isRetryable(e) || expired)) throw e;
+        if (!expired) this.rotate();
+        await delay(Math.min(MAX_BACKOFF_MS, 25 * 2 ** attempt) * (0.5 + Math.random() / 2));
+      }
+    }
+  }
+}
+
+function toSendRequest(m: OutgoingMessage): pb.SendRequest {
+  return {
+    messageId: m.messageId ?? randomUUID(),
+    recipients: m.to.map((r) => ({ target: "deviceId" in r ? { $case: "deviceId" as const, value: r.deviceId } : { $case: "identityId" as const, value: r.identityId } })),
+    payload: m.payload,
+    contentType: m.contentType ?? "",
+  };
+}
+
+function toInboxMessage(m: pb.QueuedMessage): InboxMessage {
+  return {
+    queue: m.queue === 2 ? "identity" : "device",
+    seq: m.seq,
+    messageId: m.messageId,
+    senderDeviceId: m.senderDeviceId,
+    senderIdentityId: m.senderIdentityId,
+    payload: m.payload,
+    contentType: m.contentType,
+    enqueuedAtMs: m.enqueuedAtMs,
+  };
+}
+
+function delay(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener("abort", () => {
+      clearTimeout(t);
+      resolve();
+    }, { once: true });
+  });
+}

@@ -1,0 +1,79 @@
+/**
+ * Ed25519 keys and the exact byte strings that get signed. Keys travel as raw
+ * 32-byte public keys; private keys stay in PKCS#8 PEM on their owner's disk.
+ * Every signed statement starts with a domain tag so a signature made for one
+ * purpose can never be replayed as another.
+ */
+import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from "node:crypto";
+
+const SPKI_ED25519_PREFIX = Buffer.from("302a300506032b6570032100", "hex");
+
+export interface KeyPair {
+  publicKey: Uint8Array;
+  privateKeyPem: string;
+}
+
+export function generateKeyPair(): KeyPair {
+  const { publicKey, privateKey } = generateKeyPairSync("ed25519");
+  return {
+    publicKey: rawPublicKey(publicKey),
+    privateKeyPem: privateKey.export({ type: "pkcs8", format: "pem" }).toString(),
+  };
+}
+
+export function rawPublicKey(key: KeyObject): Uint8Array {
+  const der = key.export({ type: "spki", format: "der" });
+  return new Uint8Array(der.subarray(SPKI_ED25519_PREFIX.length));
+}
+
+export function publicKeyFromPem(privateKeyPem: string): Uint8Array {
+  return rawPublicKey(createPublicKey(createPrivateKey(privateKeyPem)));
+}
+
+function publicKeyObject(raw: Uint8Array): KeyObject {
+  if (raw.length !== 32) throw new RangeError(`an Ed25519 public key is 32 bytes, got ${raw.length}`);
+  return createPublicKey({ key: Buffer.concat([SPKI_ED25519_PREFIX, raw]), format: "der", type: "spki" });
+}
+
+export function signBytes(privateKeyPem: string, data: Uint8Array): Uint8Array {
+  return new Uint8Array(sign(null, data, createPrivateKey(privateKeyPem)));
+}
+
+/** False for a wrong signature, a malformed key or a malformed signature. */
+export function verifyBytes(publicKey: Uint8Array, data: Uint8Array, signature: Uint8Array): boolean {
+  try {
+    return verify(null, data, publicKeyObject(publicKey), signature);
+  } catch {
+    return false;
+  }
+}
+
+/** Length-prefixed concatenation, so ("ab","c") and ("a","bc") differ. */
+export function statement(tag: string, ...parts: Array<string | Uint8Array>): Uint8Array {
+  const chunks: Buffer[] = [];
+  for (const part of [tag, ...parts]) {
+    const bytes = typeof part === "string" ? Buffer.from(part, "utf8") : Buffer.from(part);
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(bytes.length);
+    chunks.push(len, bytes);
+  }
+  return new Uint8Array(Buffer.concat(chunks));
+}
+
+/** What each party signs. Clients and servers build them with these only. */
+export const Statements = {
+  registerIdentity: (identityId: string, publicKey: Uint8Array) =>
+    statement("parley.v1.register-identity", identityId, publicKey),
+  registerDevice: (identityId: string, deviceId: string, devicePublicKey: Uint8Array) =>
+    statement("parley.v1.register-device", identityId, deviceId, devicePublicKey),
+  authenticate: (deviceId: string, challenge: Uint8Array) => statement("parley.v1.authenticate", deviceId, challenge),
+  /** The relay seals the challenges it issues, so any instance can check one. */
+  challengeSeal: (deviceId: string, body: Uint8Array) => statement("parley.v1.challenge-seal", deviceId, body),
+  relayChallenge: (clientNonce: Uint8Array, challenge: Uint8Array) =>
+    statement("parley.v1.relay-challenge", clientNonce, challenge),
+  relaySession: (token: string) => statement("parley.v1.relay-session", token),
+  relayRegistration: (kind: "identity" | "device", id: string, publicKey: Uint8Array) =>
+    statement("parley.v1.relay-registration", kind, id, publicKey),
+  relayReceipt: (senderDeviceId: string, messageId: string, acceptedAtMs: number, queued: string) =>
+    statement("parley.v1.relay-receipt", senderDeviceId, messageId, String(acceptedAtMs), queued),
+};

@@ -1,0 +1,176 @@
+/**
+ * One open Fetch stream: the backlog in order, a BacklogComplete marker, then
+ * live entries. It never polls: a wake-up published on the bus after each
+ * commit makes it read what is new from Postgres. Wake-ups for one queue are
+ * coalesced, so a burst of sends costs a few reads, not one per message.
+ */
+import { once } from "node:events";
+import type { ServerWritableStream } from "@grpc/grpc-js";
+import type { Bus, Subscription } from "../common/bus/types.js";
+import type { Clock } from "../common/clock.js";
+import { FailedPreconditionError, UnavailableError } from "../common/errors.js";
+import { QueueKind } from "../../generated/parley/v1/common.js";
+import type { FetchEvent, FetchRequest } from "../../generated/parley/v1/relay.js";
+import type { RelayMetrics } from "./metrics.js";
+import type { RelayStore } from "./store.js";
+import { suspendedSubject, wakeSubject } from "./subjects.js";
+import type { QueueRef, StoredEntry } from "./types.js";
+
+const PAGE = 256;
+
+interface Cursor {
+  queue: QueueRef;
+  after: number;
+  dirty: boolean;
+}
+
+export interface FetchDeps {
+  relayId: string;
+  store: RelayStore;
+  bus: Bus;
+  clock: Clock;
+  metrics: RelayMetrics;
+}
+
+export class FetchSession {
+  private readonly cursors: Cursor[];
+  private readonly subs: Subscription[] = [];
+  private pumping: Promise<void> | undefined;
+  private ended: Error | null | undefined; // undefined: open; null: ended cleanly
+  private readonly done: Promise<void>;
+  private finish!: () => void;
+  private stopReconnect: (() => void) | undefined;
+
+  constructor(
+    private readonly deps: FetchDeps,
+    private readonly stream: ServerWritableStream<FetchRequest, FetchEvent>,
+    readonly deviceId: string,
+    identityId: string,
+    signal: AbortSignal,
+  ) {
+    this.cursors = [
+      { queue: { kind: "device", id: deviceId }, after: 0, dirty: true },
+      { queue: { kind: "identity", id: identityId }, after: 0, dirty: true },
+    ];
+    this.done = new Promise((resolve) => (this.finish = resolve));
+    signal.addEventListener("abort", () => this.end(null));
+  }
+
+  /** Streams until the backlog is sent (follow=false) or the stream ends. */
+  async run(req: FetchRequest): Promise<void> {
+    const [device, identity] = this.cursors as [Cursor, Cursor];
+    // Subscribe before the first read: a commit landing between the read and
+    // the subscription would otherwise wait for the next wake-up.
+    if (req.follow) {
+      for (const c of this.cursors) {
+        this.subs.push(this.deps.bus.subscribe(wakeSubject(this.deps.relayId, c.queue), () => this.wake(c)));
+      }
+      this.subs.push(
+        this.deps.bus.subscribe(suspendedSubject(this.deps.relayId, this.deviceId), () =>
+          this.end(new FailedPreconditionError(`device '${this.deviceId}' was suspended`)),
+        ),
+      );
+      // Wake-ups published while the bus was down are lost: re-read everything.
+      this.stopReconnect = this.deps.bus.onReconnect(() => this.cursors.forEach((c) => this.wake(c)));
+    }
+    device.after = req.deviceAfterSeq;
+    identity.after = Math.max(req.identityAfterSeq, await this.deps.store.identityCursor(identity.queue.id, this.deviceId));
+    try {
+      await this.kick();
+      this.check();
+      await this.write({ event: { $case: "backlogComplete", value: {} } });
+      if (!req.follow) return;
+      this.deps.metrics.streams.inc({ relay: this.deps.relayId });
+      try {
+        await this.done;
+        this.check();
+      } finally {
+        this.deps.metrics.streams.dec({ relay: this.deps.relayId });
+      }
+    } finally {
+      this.close();
+    }
+  }
+
+  /** Ends the stream: cleanly (null) or with an error status for the client. */
+  end(reason: Error | null): void {
+    if (this.ended !== undefined) return;
+    this.ended = reason;
+    this.finish();
+  }
+
+  private check(): void {
+    if (this.ended) throw this.ended;
+  }
+
+  private close(): void {
+    for (const s of this.subs) s.unsubscribe();
+    this.stopReconnect?.();
+    this.end(null);
+  }
+
+  private wake(c: Cursor): void {
+    c.dirty = true;
+    void this.kick();
+  }
+
+  /** Starts the pump unless it is running (a running pump sees the dirty flag). */
+  private kick(): Promise<void> {
+    if (this.pumping || this.ended !== undefined) return this.pumping ?? Promise.resolve();
+    this.pumping = (async () => {
+      try {
+        await this.pump();
+      } catch (err) {
+        this.end(err instanceof FailedPreconditionError ? err : new UnavailableError(`delivery failed: ${(err as Error).message}`));
+      } finally {
+        this.pumping = undefined;
+        // A wake-up that arrived after the pump's last look but before it
+        // cleared `pumping` only set a flag: pick it up now.
+        if (this.cursors.some((c) => c.dirty)) void this.kick();
+      }
+    })();
+    return this.pumping;
+  }
+
+  /** Reads and writes until every queue is drained and no wake-up is pending. */
+  private async pump(): Promise<void> {
+    for (;;) {
+      const c = this.cursors.find((x) => x.dirty);
+      if (!c || this.ended !== undefined) return;
+      c.dirty = false;
+      const entries = await this.deps.store.readEntries(c.queue, c.after, PAGE);
+      for (const e of entries) {
+        if (this.ended !== undefined) return;
+        await this.write(toEvent(e));
+        c.after = e.seq;
+        this.deps.metrics.delivered.inc({ relay: this.deps.relayId, kind: e.kind });
+        this.deps.metrics.deliveryLatency.observe({ relay: this.deps.relayId }, Math.max(0, this.deps.clock.now() - e.enqueuedAtMs) / 1000);
+      }
+      if (entries.length === PAGE) c.dirty = true;
+    }
+  }
+
+  private async write(event: FetchEvent): Promise<void> {
+    if (this.stream.write(event)) return;
+    // Respect the client's flow control instead of buffering without bound.
+    await Promise.race([once(this.stream, "drain"), this.done]);
+  }
+}
+
+function toEvent(e: StoredEntry): FetchEvent {
+  return {
+    event: {
+      $case: "message",
+      value: {
+        queue: e.kind === "device" ? QueueKind.QUEUE_KIND_DEVICE : QueueKind.QUEUE_KIND_IDENTITY,
+        seq: e.seq,
+        messageId: e.messageId,
+        senderDeviceId: e.senderDevice,
+        senderIdentityId: e.senderIdentity,
+        payload: e.payload,
+        contentType: e.contentType,
+        enqueuedAtMs: e.enqueuedAtMs,
+      },
+    },
+  };
+}

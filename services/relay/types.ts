@@ -1,0 +1,69 @@
+/** The relay's own vocabulary, independent of the wire types. */
+
+export type QueueKindName = "device" | "identity";
+export const KIND_CODE: Record<QueueKindName, number> = { device: 1, identity: 2 };
+export const KIND_NAME: Record<number, QueueKindName> = { 1: "device", 2: "identity" };
+
+export interface QueueRef {
+  kind: QueueKindName;
+  id: string;
+}
+
+export interface OutgoingMessage {
+  messageId: string;
+  recipients: QueueRef[];
+  payload: Uint8Array;
+  contentType: string;
+}
+
+export interface Sender {
+  deviceId: string;
+  identityId: string;
+}
+
+/** What a send did for one message. */
+export interface SendOutcome {
+  messageId: string;
+  duplicate: boolean;
+  acceptedAtMs: number;
+  queued: Array<{ queue: QueueRef; seq: number }>;
+}
+
+export interface StoredEntry {
+  kind: QueueKindName;
+  queueId: string;
+  seq: number;
+  messageId: string;
+  senderDevice: string;
+  senderIdentity: string;
+  contentType: string;
+  payload: Uint8Array;
+  enqueuedAtMs: number;
+}
+
+export interface QueueFigures {
+  queue: QueueRef;
+  depth: number;
+  bytes: number;
+  oldestAgeSeconds: number;
+}
+
+export interface RelayTotals {
+  queues: number;
+  depth: number;
+  bytes: number;
+  oldestAgeSeconds: number;
+  identities: number;
+  devices: number;
+  suspendedDevices: number;
+  purgedMessages: number;
+  purgedBytes: number;
+}
+
+export interface Limits {
+  maxMessageBytes: number;
+  maxQueueMessages: number;
+  maxQueueBytes: number;
+  maxBatchMessages: number;
+  maxRecipients: number;
+}
