@@ -8,7 +8,7 @@
 import * as grpc from "@grpc/grpc-js";
 import type { Context } from "@opentelemetry/api";
 import { timingSafeEqual } from "node:crypto";
-import { ParleyError, UnauthenticatedError } from "./errors.js";
+import { InvalidArgumentError, ParleyError, UnauthenticatedError } from "./errors.js";
 import type { Logger } from "./log.js";
 import { Counter, Histogram, LATENCY_BUCKETS, metric } from "./metrics.js";
 import type { SessionClaims, TokenVerifier } from "./tokens.js";
@@ -84,6 +84,32 @@ export interface BoundService {
  * definition. Errors thrown by handlers become statuses; unexpected ones are
  * logged with their stack and reported as INTERNAL.
  */
+/** Stands in for a request whose bytes are not the expected protobuf message. */
+class MalformedRequest {
+  constructor(readonly reason: string) {}
+}
+
+/**
+ * grpc-js answers undecodable bytes with a bare INTERNAL; decode inside the
+ * handler instead, so the client gets INVALID_ARGUMENT and the reason.
+ */
+function tolerantDefinition(definition: grpc.ServiceDefinition): grpc.ServiceDefinition {
+  const out: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+  for (const [method, def] of Object.entries(definition)) {
+    out[method] = {
+      ...def,
+      requestDeserialize: (bytes: Buffer) => {
+        try {
+          return def.requestDeserialize(bytes);
+        } catch (err) {
+          return new MalformedRequest((err as Error).message);
+        }
+      },
+    };
+  }
+  return out as grpc.ServiceDefinition;
+}
+
 export function bind(
   definition: grpc.ServiceDefinition,
   serviceName: string,
@@ -106,6 +132,9 @@ export function bind(
     const prepare = (call: grpc.ServerUnaryCall<any, any> | grpc.ServerWritableStream<any, any>): CallContext => {
       const abort = new AbortController();
       call.on("cancelled", () => abort.abort());
+      if (call.request instanceof MalformedRequest) {
+        throw new InvalidArgumentError(`the request is not a valid ${serviceName}.${method} message: ${call.request.reason}`);
+      }
       const session = authorize(method, call.metadata);
       return { session, metadata: call.metadata, trace: extractContext(metadataCarrier(call.metadata)), signal: abort.signal };
     };
@@ -140,7 +169,7 @@ export function bind(
       }) as grpc.handleUnaryCall<any, any>;
     }
   }
-  return { definition, implementation };
+  return { definition: tolerantDefinition(definition), implementation };
 }
 
 export interface GrpcServerHandle {

@@ -199,7 +199,7 @@ class NatsConsumer implements Consumer {
         for await (const m of iter) {
           failures = 0;
           // After stop(), buffered messages go straight back for the next consumer. (The
-          // server may still hand one to our expired pull request; it returns after ackWait.)
+          // server may still hand one to our abandoned pull request; it returns after ackWait.)
           if (this.stopping) m.nak(0);
           else await this.deliver(m);
         }
