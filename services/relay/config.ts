@@ -1,16 +1,9 @@
 /** Relay options: flags, environment variables and their defaults. */
-import { bool, bytes, duration, int, option, str, url } from "../common/config.js";
+import { bool, bytes, duration, int, option, str, url, type ConfigOf } from "../common/config.js";
+import type { RelayOptions } from "./service.js";
 
-export const relayConfigSpec = {
-  relayId: option("--relay-id", "PARLEY_RELAY_ID", str({ pattern: /^[a-z0-9][a-z0-9.-]{0,62}$/, expected: "a DNS-style name (a-z 0-9 . -)" }), "relay", "Name clients see and tokens carry"),
-  databaseUrl: option("--database-url", "PARLEY_RELAY_DATABASE_URL", url(["postgres", "postgresql"]), undefined, "Postgres URL of the relay database", true),
-  natsUrl: option("--nats-url", "PARLEY_NATS_URL", str(), "nats://127.0.0.1:4222", "NATS server(s), comma-separated"),
-  host: option("--host", "PARLEY_HOST", str(), "0.0.0.0", "Address to listen on"),
-  grpcPort: option("--grpc-port", "PARLEY_GRPC_PORT", int({ min: 0, max: 65535 }), 50051, "gRPC port"),
-  httpPort: option("--http-port", "PARLEY_HTTP_PORT", int({ min: 0, max: 65535 }), 9090, "HTTP port (/metrics, /healthz, /readyz)"),
-  keyFile: option("--relay-key-file", "PARLEY_RELAY_KEY_FILE", str(), "/var/run/parley/relay-key/private.pem", "PEM file with the relay's Ed25519 private key"),
-  createKey: option("--create-key", "PARLEY_RELAY_CREATE_KEY", bool(), false, "Generate the key file if it does not exist"),
-  adminToken: option("--admin-token", "PARLEY_ADMIN_TOKEN", str(), "", "Bearer token for the admin API (empty disables it)", true),
+/** Behaviour options, shared by `parley relay` and `parley up`. */
+export const relayTuningSpec = {
   retention: option("--retention", "PARLEY_RELAY_RETENTION", duration({ min: 60_000 }), 30 * 86_400_000, "Purge queued messages older than this"),
   purgeInterval: option("--purge-interval", "PARLEY_RELAY_PURGE_INTERVAL", duration({ min: 1000 }), 60_000, "How often the retention purge runs"),
   maxMessageBytes: option("--max-message-bytes", "PARLEY_RELAY_MAX_MESSAGE_BYTES", bytes(), 1024 * 1024, "Largest payload accepted"),
@@ -22,3 +15,33 @@ export const relayConfigSpec = {
   challengeTtl: option("--challenge-ttl", "PARLEY_RELAY_CHALLENGE_TTL", duration({ min: 1000 }), 60_000, "Time to answer an authentication challenge"),
   shutdownGrace: option("--shutdown-grace", "PARLEY_SHUTDOWN_GRACE", duration(), 10_000, "Time in-flight calls get to finish on SIGTERM"),
 };
+
+export const relayConfigSpec = {
+  relayId: option("--relay-id", "PARLEY_RELAY_ID", str({ pattern: /^[a-z0-9][a-z0-9.-]{0,62}$/, expected: "a DNS-style name (a-z 0-9 . -)" }), "relay", "Name clients see and tokens carry"),
+  databaseUrl: option("--database-url", "PARLEY_RELAY_DATABASE_URL", url(["postgres", "postgresql"]), undefined, "Postgres URL of the relay database", true),
+  natsUrl: option("--nats-url", "PARLEY_NATS_URL", str(), "nats://127.0.0.1:4222", "NATS server(s), comma-separated"),
+  host: option("--host", "PARLEY_HOST", str(), "0.0.0.0", "Address to listen on"),
+  grpcPort: option("--grpc-port", "PARLEY_GRPC_PORT", int({ min: 0, max: 65535 }), 50051, "gRPC port"),
+  httpPort: option("--http-port", "PARLEY_HTTP_PORT", int({ min: 0, max: 65535 }), 9090, "HTTP port (/metrics, /healthz, /readyz)"),
+  keyFile: option("--relay-key-file", "PARLEY_RELAY_KEY_FILE", str(), "/var/run/parley/relay-key/private.pem", "PEM file with the relay's Ed25519 private key"),
+  createKey: option("--create-key", "PARLEY_RELAY_CREATE_KEY", bool(), false, "Generate the key file if it does not exist"),
+  adminToken: option("--admin-token", "PARLEY_ADMIN_TOKEN", str(), "", "Bearer token for the admin API (empty disables it)", true),
+  ...relayTuningSpec,
+};
+
+export function relayOptions(relayId: string, adminToken: string, cfg: ConfigOf<typeof relayTuningSpec>): RelayOptions {
+  return {
+    relayId,
+    adminToken,
+    retentionMs: cfg.retention,
+    sessionTtlMs: cfg.sessionTtl,
+    challengeTtlMs: cfg.challengeTtl,
+    limits: {
+      maxMessageBytes: cfg.maxMessageBytes,
+      maxQueueMessages: cfg.maxQueueMessages,
+      maxQueueBytes: cfg.maxQueueBytes,
+      maxBatchMessages: cfg.maxBatchMessages,
+      maxRecipients: cfg.maxRecipients,
+    },
+  };
+}

@@ -1,0 +1,55 @@
+/**
+ * The relay's admin API for operators and the CLI.
+ *
+ *   const admin = RelayAdmin.create("127.0.0.1:50051", token);
+ *   const stats = await admin.stats({ top: 10 });
+ */
+import * as grpc from "@grpc/grpc-js";
+import * as pb from "../generated/parley/v1/relay.js";
+import { fromServiceError } from "./errors.js";
+
+export type QueueSelector = { deviceId: string } | { identityId: string };
+
+export class RelayAdmin {
+  private readonly client: pb.RelayAdminClient;
+
+  private constructor(address: string, private readonly token: string) {
+    this.client = new pb.RelayAdminClient(address, grpc.credentials.createInsecure());
+  }
+
+  static create(address: string, token: string): RelayAdmin {
+    return new RelayAdmin(address, token);
+  }
+
+  close(): void {
+    this.client.close();
+  }
+
+  stats(opts: { top?: number; order?: "depth" | "oldest" } = {}): Promise<pb.RelayStats> {
+    const order = opts.order === "oldest" ? pb.StatsOrder.STATS_ORDER_OLDEST : pb.StatsOrder.STATS_ORDER_DEPTH;
+    return this.call<pb.RelayStats>((md, o, cb) => this.client.getStats({ top: opts.top ?? 20, order }, md, o, cb));
+  }
+
+  purgeQueue(queue: QueueSelector): Promise<pb.PurgeResult> {
+    const target = "deviceId" in queue ? { $case: "deviceId" as const, value: queue.deviceId } : { $case: "identityId" as const, value: queue.identityId };
+    return this.call<pb.PurgeResult>((md, o, cb) => this.client.purgeQueue({ queue: { target } }, md, o, cb));
+  }
+
+  purgeOlderThan(ageSeconds: number): Promise<pb.PurgeResult> {
+    return this.call<pb.PurgeResult>((md, o, cb) => this.client.purgeOlderThan({ ageSeconds }, md, o, cb));
+  }
+
+  suspend(deviceId: string): Promise<pb.DeviceState> {
+    return this.call<pb.DeviceState>((md, o, cb) => this.client.suspendDevice({ deviceId }, md, o, cb));
+  }
+
+  resume(deviceId: string): Promise<pb.DeviceState> {
+    return this.call<pb.DeviceState>((md, o, cb) => this.client.resumeDevice({ deviceId }, md, o, cb));
+  }
+
+  private call<T>(fn: (md: grpc.Metadata, o: Partial<grpc.CallOptions>, cb: (err: grpc.ServiceError | null, res: T) => void) => void): Promise<T> {
+    const md = new grpc.Metadata();
+    md.set("authorization", `Bearer ${this.token}`);
+    return new Promise<T>((resolve, reject) => fn(md, { deadline: Date.now() + 15_000 }, (err, res) => (err ? reject(fromServiceError(err)) : resolve(res))));
+  }
+}

@@ -1,0 +1,54 @@
+/** What every CLI command shares: global options, the profile, clients, output. */
+import type { Command } from "commander";
+import { RelayAdmin } from "../admin.js";
+import { ParleyClientError } from "../errors.js";
+import { defaultProfileDir, Profile } from "../profile.js";
+import { RelayClient } from "../relay.js";
+
+export interface GlobalOptions {
+  profile?: string;
+  relay?: string;
+}
+
+export function globals(cmd: Command): GlobalOptions {
+  return cmd.optsWithGlobals<GlobalOptions>();
+}
+
+export function loadProfile(cmd: Command): Profile {
+  const g = globals(cmd);
+  return Profile.load(g.profile ?? defaultProfileDir(), g.relay ?? process.env.PARLEY_RELAY);
+}
+
+/** A relay client for the profile; pins the relay key on first contact. */
+export function relayClient(profile: Profile, withDevice = true): RelayClient {
+  return RelayClient.create({
+    addresses: profile.data.relay,
+    device: withDevice ? profile.device() : undefined,
+    relayPublicKey: profile.relayPublicKey,
+    onRelayKey: (id, key) => profile.pinRelay(id, key),
+  });
+}
+
+export function adminClient(cmd: Command): RelayAdmin {
+  const profile = loadProfile(cmd);
+  const token = (cmd.optsWithGlobals<{ adminToken?: string }>().adminToken ?? process.env.PARLEY_ADMIN_TOKEN ?? "").trim();
+  if (!token) throw new UsageError("the admin token is missing: pass --admin-token or set PARLEY_ADMIN_TOKEN (parley up prints it)");
+  return RelayAdmin.create(profile.data.relay[0]!, token);
+}
+
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
+/** One line on stderr naming the problem, and the exit code. */
+export function describeError(err: unknown): { line: string; code: number } {
+  if (err instanceof ParleyClientError) return { line: `${err.message} (${err.codeName})`, code: 1 };
+  if (err instanceof UsageError) return { line: err.message, code: 2 };
+  const e = err as Error & { code?: string };
+  if (e?.name === "ConfigError") return { line: e.message, code: 2 };
+  return { line: e?.message ?? String(err), code: 1 };
+}
+
+export function printJson(value: unknown): void {
+  process.stdout.write(JSON.stringify(value, (_k, v) => (v instanceof Uint8Array ? Buffer.from(v).toString("base64") : v)) + "\n");
+}

@@ -1,0 +1,85 @@
+#!/usr/bin/env node
+/**
+ * The `parley` command.
+ *
+ *   parley up                              # every service in one process
+ *   parley identity create alice && parley device add laptop
+ *   parley send --to identity:bob "hello"
+ *   parley inbox --follow
+ *   parley relay stats                     # maintenance (admin token)
+ *   parley relay --database-url … --nats-url …   # run one relay instance
+ */
+import { Command } from "commander";
+import { describeConfig, loadConfig } from "../../services/common/config.js";
+import { relayConfigSpec } from "../../services/relay/config.js";
+import { runRelay } from "../../services/relay/main.js";
+import { upConfigSpec } from "../../services/up/config.js";
+import { startUp } from "../../services/up/up.js";
+import { describeError } from "./context.js";
+import * as identity from "./commands/identity.js";
+import * as inbox from "./commands/inbox.js";
+import * as relayAdmin from "./commands/relay-admin.js";
+import * as send from "./commands/send.js";
+
+const COMMANDS = [identity, send, inbox, relayAdmin];
+
+/** Service commands take their validated flags straight from the config spec. */
+const SERVICES: Record<string, { spec: Record<string, any>; title: string; run: (argv: string[]) => Promise<unknown> }> = {
+  relay: { spec: relayConfigSpec, title: "parley relay", run: runRelay },
+  up: { spec: upConfigSpec, title: "parley up", run: runUp },
+};
+
+async function runUp(argv: string[]): Promise<void> {
+  const up = await startUp(loadConfig(upConfigSpec, argv));
+  up.lifecycle.handleSignals();
+  console.log(
+    [
+      `Parley is up (all services in one process; data in ${up.dataDir}).`,
+      `  gRPC     ${up.grpcAddress}   relay '${up.relayId}', key ${Buffer.from(up.relayPublicKey).toString("base64")}`,
+      `  HTTP     http://${up.httpAddress}/metrics  /healthz  /readyz`,
+      `  admin    export PARLEY_ADMIN_TOKEN=${up.adminToken}`,
+      "",
+      "Try, in another terminal:",
+      `  parley --relay ${up.grpcAddress} --profile /tmp/alice identity create alice`,
+      `  parley --profile /tmp/alice device add alice-laptop`,
+      `  parley --relay ${up.grpcAddress} --profile /tmp/bob identity create bob && parley --profile /tmp/bob device add bob-phone`,
+      `  parley --profile /tmp/alice send --to identity:bob "hello bob"`,
+      `  parley --profile /tmp/bob inbox`,
+      "Stop with Ctrl-C.",
+    ].join("\n"),
+  );
+}
+
+function program(): Command {
+  const p = new Command("parley")
+    .description("Parley: relay, chat, files, compliance and workspace sync")
+    .option("--profile <dir>", "profile directory (default $PARLEY_PROFILE or ~/.parley)")
+    .option("--relay <address>", "relay address(es), comma-separated (saved in the profile)")
+    .showHelpAfterError()
+    .configureOutput({ outputError: (str, write) => write(str) });
+  p.command("up").description("run every service in one process on an embedded Postgres (parley up --help-config)");
+  p.command("config-reference")
+    .description("print the configuration reference (Markdown)")
+    .action(() => {
+      for (const s of Object.values(SERVICES)) console.log(describeConfig(s.title, s.spec));
+    });
+  for (const c of COMMANDS) c.register(p);
+  return p;
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [first, second] = argv;
+  const service = first ? SERVICES[first] : undefined;
+  if (service && (first === "up" || !relayAdmin.ADMIN_VERBS.has(second ?? ""))) {
+    if (second === "--help-config") return void console.log(describeConfig(service.title, service.spec));
+    await service.run(argv.slice(1));
+    return;
+  }
+  await program().parseAsync(argv, { from: "user" });
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  const { line, code } = describeError(err);
+  process.stderr.write(`parley: ${line}\n`);
+  process.exit(code);
+});

@@ -1,0 +1,53 @@
+/**
+ * `parley relay`: one relay instance as its own process (a pod), on a
+ * Postgres server and NATS JetStream.
+ */
+import { NatsBus } from "../common/bus/nats.js";
+import { systemClock } from "../common/clock.js";
+import { loadConfig } from "../common/config.js";
+import { createPool } from "../common/db.js";
+import { startGrpcServer } from "../common/grpc.js";
+import { startHttpServer } from "../common/http.js";
+import { Lifecycle } from "../common/lifecycle.js";
+import { logger } from "../common/log.js";
+import { startDefaultMetrics } from "../common/metrics.js";
+import { initTracing, shutdownTracing } from "../common/tracing.js";
+import { relayConfigSpec, relayOptions } from "./config.js";
+import { loadRelayKey } from "./keys.js";
+import { RelayService } from "./service.js";
+
+export async function runRelay(argv: string[]): Promise<Lifecycle> {
+  const cfg = loadConfig(relayConfigSpec, argv);
+  const log = logger("relay");
+  initTracing("relay");
+  startDefaultMetrics();
+  const life = new Lifecycle(log);
+  life.add("tracing", () => shutdownTracing());
+  try {
+    const key = loadRelayKey(cfg.keyFile, cfg.createKey);
+    const pool = createPool(cfg.databaseUrl);
+    life.add("postgres pool", () => pool.end());
+    const bus = await NatsBus.connect({ servers: cfg.natsUrl.split(","), name: `parley-relay-${cfg.relayId}`, onError: (err) => log.warn({ err }, "bus") });
+    life.add("nats", () => bus.close());
+    const relay = await RelayService.create(relayOptions(cfg.relayId, cfg.adminToken, cfg), { pool, bus, clock: systemClock, log, key });
+    relay.startJobs(cfg.purgeInterval);
+    const grpc = await startGrpcServer({ host: cfg.host, port: cfg.grpcPort, services: relay.services, maxMessageBytes: cfg.maxMessageBytes + 64 * 1024 });
+    // Closers run in reverse: first the relay ends its streams, then the gRPC
+    // server lets in-flight calls finish, then bus and pool close.
+    life.add("grpc", () => grpc.shutdown(cfg.shutdownGrace));
+    life.add("relay", () => relay.stop());
+    const http = await startHttpServer({
+      host: cfg.host,
+      port: cfg.httpPort,
+      log,
+      readiness: [relay.readiness(), async () => (life.shuttingDown ? "shutting down" : undefined)],
+    });
+    life.add("http", () => http.close());
+    log.info({ relayId: cfg.relayId, grpcPort: grpc.port, httpPort: http.port }, "relay ready");
+    life.handleSignals();
+    return life;
+  } catch (err) {
+    await life.shutdown();
+    throw err;
+  }
+}
