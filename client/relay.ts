@@ -10,6 +10,7 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import * as grpc from "@grpc/grpc-js";
 import { Statements, signBytes, type KeyPair } from "../services/common/crypto.js";
+import { injectContext } from "../services/common/tracing.js";
 import * as pb from "../generated/parley/v1/relay.js";
 import { ParleyClientError, fromServiceError, isRetryable } from "./errors.js";
 import { RelayVerificationError, checkRelaySignature, receiptStatement } from "./verify.js";
@@ -63,6 +64,8 @@ export interface RelayClientOptions {
   deadlineMs?: number;
   /** Most attempts across addresses for a retryable unary call (default 8). */
   maxAttempts?: number;
+  /** Stop retrying a unary call after this long (ms, default 20000); the last error is thrown. */
+  retryBudgetMs?: number;
 }
 
 const MAX_BACKOFF_MS = 2000;
@@ -261,6 +264,10 @@ export class RelayClient {
 
   private async metadata(authenticated: boolean): Promise<grpc.Metadata> {
     const md = new grpc.Metadata();
+    // Continue the caller's trace on the relay (W3C traceparent/tracestate).
+    const carrier: Record<string, string> = {};
+    injectContext(carrier);
+    for (const [k, v] of Object.entries(carrier)) md.set(k, v);
     if (authenticated) {
       if (!this.session || this.session.expiresAtMs - 30_000 < Date.now()) await this.authenticate();
       md.set("authorization", `Bearer ${this.session!.token}`);
@@ -278,17 +285,18 @@ export class RelayClient {
     authenticated = true,
   ): Promise<T> {
     const maxAttempts = this.opts.maxAttempts ?? 8;
+    const giveUpAt = Date.now() + (this.opts.retryBudgetMs ?? 20_000);
     for (let attempt = 1; ; attempt++) {
       try {
         const md = await this.metadata(authenticated);
         return await new Promise<T>((resolve, reject) =>
-          call(this.clients[this.current]!, md, { deadline: Date.now() + (this.opts.deadlineMs ?? 15_000) }, (err, res) => (err ? reject(err) : resolve(res))),
+          call(this.clients[this.current]!, md, { deadline: Math.min(giveUpAt, Date.now() + (this.opts.deadlineMs ?? 15_000)) }, (err, res) => (err ? reject(err) : resolve(res))),
         );
       } catch (err) {
         const e = fromServiceError(err);
         const expired = e instanceof ParleyClientError && e.code === grpc.status.UNAUTHENTICATED && /expired/.test(e.message);
         if (expired) this.session = undefined;
-        if (attempt >= maxAttempts || !(isRetryable(e) || expired)) throw e;
+        if (attempt >= maxAttempts || Date.now() > giveUpAt || !(isRetryable(e) || expired)) throw e;
         if (!expired) this.rotate();
         await delay(Math.min(MAX_BACKOFF_MS, 25 * 2 ** attempt) * (0.5 + Math.random() / 2));
       }

@@ -16,7 +16,10 @@ export function globals(cmd: Command): GlobalOptions {
 
 export function loadProfile(cmd: Command): Profile {
   const g = globals(cmd);
-  return Profile.load(g.profile ?? defaultProfileDir(), g.relay ?? process.env.PARLEY_RELAY);
+  const profile = Profile.load(g.profile ?? defaultProfileDir(), g.relay ?? process.env.PARLEY_RELAY);
+  // --relay is remembered, so later commands reach the same relay without it.
+  if (g.relay) profile.save();
+  return profile;
 }
 
 /** A relay client for the profile; pins the relay key on first contact. */
@@ -26,6 +29,9 @@ export function relayClient(profile: Profile, withDevice = true): RelayClient {
     device: withDevice ? profile.device() : undefined,
     relayPublicKey: profile.relayPublicKey,
     onRelayKey: (id, key) => profile.pinRelay(id, key),
+    // A person waits at the terminal: say quickly that the relay is unreachable.
+    deadlineMs: 10_000,
+    retryBudgetMs: 5_000,
   });
 }
 
