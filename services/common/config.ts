@@ -31,19 +31,22 @@ export interface Parser<T> {
   (raw: string): T;
   /** What a valid value looks like, for error messages and docs. */
   expected: string;
+  /** Shows a value the way a user would write it (for docs). */
+  format?(value: T): string;
 }
 
 export function option<T>(flag: string, env: string, parse: Parser<T>, dflt: T | undefined, description: string, secret = false): OptionSpec<T> {
   return { flag, env, parse, default: dflt, description, secret };
 }
 
-function parser<T>(expected: string, fn: (raw: string) => T | undefined): Parser<T> {
+function parser<T>(expected: string, fn: (raw: string) => T | undefined, format?: (value: T) => string): Parser<T> {
   const p = ((raw: string) => {
     const v = fn(raw.trim());
     if (v === undefined) throw new Error(`expected ${expected}`);
     return v;
   }) as Parser<T>;
   p.expected = expected;
+  p.format = format;
   return p;
 }
 
@@ -70,7 +73,13 @@ export const duration = (opts: { min?: number } = {}) =>
     if (!m) return undefined;
     const ms = Math.round(Number(m[1]) * DURATION_UNITS[m[2]!]!);
     return opts.min !== undefined && ms < opts.min ? undefined : ms;
-  });
+  }, (ms) => largestUnit(ms, [["d", 86_400_000], ["h", 3_600_000], ["m", 60_000], ["s", 1000], ["ms", 1]]));
+
+/** 2592000000 → "30d": the largest unit that divides the value. */
+function largestUnit(value: number, units: Array<[string, number]>): string {
+  const [name, size] = units.find(([, size]) => value % size === 0 && value >= size) ?? units[units.length - 1]!;
+  return `${value / size}${name}`;
+}
 
 const BYTE_UNITS: Record<string, number> = { "": 1, b: 1, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3, kb: 1000, mb: 1000 ** 2, gb: 1000 ** 3 };
 /** Sizes like 1024, 64KiB, 1MiB, 10GB; the result is bytes. */
@@ -79,7 +88,7 @@ export const bytes = () =>
     const m = /^(\d+)\s*([a-z]*)$/i.exec(raw);
     const unit = m ? BYTE_UNITS[m[2]!.toLowerCase()] : undefined;
     return m && unit !== undefined ? Number(m[1]) * unit : undefined;
-  });
+  }, (n) => largestUnit(n, [["GiB", 1024 ** 3], ["MiB", 1024 ** 2], ["KiB", 1024], ["", 1]]));
 
 export const oneOf = <T extends string>(...values: T[]) =>
   parser(`one of ${values.join(", ")}`, (raw) => (values as string[]).includes(raw) ? (raw as T) : undefined);
@@ -145,7 +154,8 @@ export function loadConfig<S extends ConfigSpec>(spec: S, argv: string[], env: N
 /** Markdown table of options, for the README. */
 export function describeConfig(title: string, spec: ConfigSpec): string {
   const rows = Object.values(spec).map((o) => {
-    const dflt = o.default === undefined ? "(required)" : o.secret ? "(empty)" : `\`${String(o.default)}\``;
+    const shown = o.default === undefined ? "" : (o.parse.format?.(o.default) ?? String(o.default));
+    const dflt = o.default === undefined ? "(required)" : o.secret ? "(empty)" : `\`${shown}\``;
     return `| \`${o.flag}\` | \`${o.env}\` | ${dflt} | ${o.description} (${o.parse.expected}) |`;
   });
   return [`### ${title}`, "", "| flag | env | default | meaning |", "|---|---|---|---|", ...rows, ""].join("\n");

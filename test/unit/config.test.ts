@@ -54,5 +54,7 @@ describe("config", () => {
     const doc = describeConfig("test", spec);
     assert.match(doc, /\| `--port` \| `T_PORT` \| `50051` \| port \(an integer ≥ 0 ≤ 65535\) \|/);
     assert.match(doc, /\| `--db` \| `T_DB` \| \(required\) \|/);
+    assert.match(doc, /\| `--retention` \| `T_RETENTION` \| `30d` \|/);
+    assert.match(doc, /\| `--size` \| `T_SIZE` \| `1KiB` \|/);
   });
 });
