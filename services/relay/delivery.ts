@@ -8,6 +8,7 @@ import { once } from "node:events";
 import type { ServerWritableStream } from "@grpc/grpc-js";
 import type { Bus, Subscription } from "../common/bus/types.js";
 import type { Clock } from "../common/clock.js";
+import { extractContext, tracer } from "../common/tracing.js";
 import { FailedPreconditionError, UnavailableError } from "../common/errors.js";
 import { QueueKind } from "../../generated/parley/v1/common.js";
 import type { FetchEvent, FetchRequest } from "../../generated/parley/v1/relay.js";
@@ -63,7 +64,13 @@ export class FetchSession {
     // the subscription would otherwise wait for the next wake-up.
     if (req.follow) {
       for (const c of this.cursors) {
-        this.subs.push(this.deps.bus.subscribe(wakeSubject(this.deps.relayId, c.queue), () => this.wake(c)));
+        this.subs.push(
+          this.deps.bus.subscribe(wakeSubject(this.deps.relayId, c.queue), (m) => {
+            // The wake-up continues the sender's trace (W3C context in the bus headers).
+            tracer().startSpan("relay/wake", { attributes: { "parley.queue.kind": c.queue.kind } }, extractContext(m.headers)).end();
+            this.wake(c);
+          }),
+        );
       }
       this.subs.push(
         this.deps.bus.subscribe(suspendedSubject(this.deps.relayId, this.deviceId), () =>

@@ -25,11 +25,16 @@ describe("relay observability", () => {
     await shutdownTracing();
   });
 
-  it("continues the client's trace in the relay's handler span (W3C context in gRPC metadata)", async () => {
+  it("continues the client's trace in the relay's handler span (gRPC metadata) and in the recipient's wake-up (bus headers)", async () => {
     const alice = await h.identityWithDevice([relay.address], unique("alice"), unique("a-dev"));
     const bob = await h.identityWithDevice([relay.address], unique("bob"), unique("b-dev"));
     const a = h.client([relay.address], alice);
     await a.authenticate();
+    const ctl = new AbortController();
+    let ready!: () => void;
+    const caughtUp = new Promise<void>((r) => (ready = r));
+    const inbox = h.client([relay.address], bob).inbox(() => undefined, { follow: true, signal: ctl.signal, onBacklogComplete: () => ready() });
+    await caughtUp;
     let traceId = "";
     await withSpan("user-action", async (span) => {
       traceId = span.spanContext().traceId;
@@ -37,6 +42,10 @@ describe("relay observability", () => {
     });
     const server = await waitFor("relay/send span", () => exporter.getFinishedSpans().find((s) => s.name === "relay/send" && s.spanContext().traceId === traceId));
     assert.equal(server.spanContext().traceId, traceId);
+    const wake = await waitFor("relay/wake span", () => exporter.getFinishedSpans().find((s) => s.name === "relay/wake" && s.spanContext().traceId === traceId));
+    assert.equal(wake.parentSpanContext?.spanId, server.spanContext().spanId);
+    ctl.abort();
+    await inbox;
   });
 
   it("exports queue figures, counters and latency histograms on /metrics", async () => {
