@@ -26,7 +26,7 @@
 //                             run counts as failed
 import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { constants, tmpdir } from "node:os";
 import { dirname, join, relative, sep } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
@@ -208,8 +208,8 @@ function readCounts(countsFile) {
     else if (status === "skip") counts.skip++;
     else if (status === "fail") {
       counts.fail++;
-      const shown = where.startsWith(root) ? toPosix(relative(root, where)) : where;
-      counts.failures.push(`${shown}  ${name}`);
+      const short = (p) => (p.startsWith(root) ? toPosix(relative(root, p)) : p);
+      counts.failures.push(`${short(where)}  ${short(name)}`);
     }
   }
   return counts;
@@ -269,6 +269,6 @@ function finish() {
   let line = `${total.pass} passed, ${total.fail} failed`;
   if (total.skip) line += `, ${total.skip} skipped`;
   console.log(`\n${line}`);
-  const failed = interrupted || total.fail > 0 || total.pass + total.fail === 0;
-  process.exit(failed ? 1 : 0);
+  if (interrupted) process.exit(128 + (constants.signals[interrupted] ?? 0));
+  process.exit(total.fail > 0 || total.pass + total.fail === 0 ? 1 : 0);
 }
