@@ -67,8 +67,11 @@ run: build
 services:
 	@bash scripts/ensure-services.sh
 
+# The operator tests need a real etcd + kube-apiserver, built once from the Go
+# module proxy (minutes cold, cached afterwards) before any test starts.
 test: build services
-	@$(NODE) scripts/run-tests.mjs $(TESTS)
+	@export PARLEY_CONTROLPLANE_DIR="$$(bash scripts/ensure-controlplane.sh)"; \
+	$(NODE) scripts/run-tests.mjs $(TESTS)
 
 bench: build
 	@bash scripts/ensure-services.sh --bench
