@@ -183,14 +183,8 @@ export class RelayClient {
   async inbox(handler: (m: InboxMessage) => Promise<void> | void, opts: InboxOptions = {}): Promise<void> {
     const ack = opts.ack ?? true;
     const pos = { device: 0, identity: 0 };
-    const acked = { device: 0, identity: 0 };
-    const flushAcks = async () => {
-      if (!ack || (pos.device === acked.device && pos.identity === acked.identity)) return;
-      const target = { ...pos };
-      await this.ack(target.device > acked.device ? target.device : 0, target.identity > acked.identity ? target.identity : 0);
-      acked.device = Math.max(acked.device, target.device);
-      acked.identity = Math.max(acked.identity, target.identity);
-    };
+    const acks = new AckPump(pos, (d, i) => this.ack(d, i));
+    const flushAcks = () => (ack ? acks.flush() : Promise.resolve());
     for (let attempt = 0; !opts.signal?.aborted; ) {
       try {
         const done = await this.streamOnce(pos, opts, async (m) => {
@@ -199,7 +193,7 @@ export class RelayClient {
           this.remember(key);
           pos[m.queue] = m.seq;
           attempt = 0;
-          if (ack && (pos.device - acked.device) + (pos.identity - acked.identity) >= 64) await flushAcks();
+          if (ack) acks.handled();
         }, flushAcks);
         await flushAcks();
         if (done) return;
@@ -301,6 +295,54 @@ export class RelayClient {
         await delay(Math.min(MAX_BACKOFF_MS, 25 * 2 ** attempt) * (0.5 + Math.random() / 2));
       }
     }
+  }
+}
+
+/**
+ * Cumulative acks sent beside the message loop, never blocking it: at most
+ * one Ack call in flight, fired after 64 handled messages or 20 ms of quiet,
+ * each covering everything handled so far. A failed ack is harmless (the next
+ * one covers it; at worst messages are delivered again and dropped by id).
+ */
+class AckPump {
+  private readonly acked = { device: 0, identity: 0 };
+  private inFlight: Promise<void> | undefined;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly pos: { device: number; identity: number },
+    private readonly send: (deviceSeq: number, identitySeq: number) => Promise<unknown>,
+  ) {}
+
+  private get pending(): number {
+    return this.pos.device - this.acked.device + (this.pos.identity - this.acked.identity);
+  }
+
+  handled(): void {
+    if (this.pending >= 64) void this.kick().catch(() => undefined);
+    else this.timer ??= setTimeout(() => void this.kick().catch(() => undefined), 20);
+  }
+
+  /** Resolves once everything handled so far is acknowledged. */
+  async flush(): Promise<void> {
+    while (this.pending > 0 || this.inFlight) await this.kick();
+  }
+
+  private kick(): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.inFlight || this.pending === 0) return this.inFlight ?? Promise.resolve();
+    const target = { ...this.pos };
+    this.inFlight = this.send(target.device > this.acked.device ? target.device : 0, target.identity > this.acked.identity ? target.identity : 0)
+      .then(() => {
+        this.acked.device = Math.max(this.acked.device, target.device);
+        this.acked.identity = Math.max(this.acked.identity, target.identity);
+      })
+      .finally(() => {
+        this.inFlight = undefined;
+        if (this.pending >= 64) void this.kick().catch(() => undefined);
+      });
+    return this.inFlight;
   }
 }
 

@@ -35,8 +35,17 @@ function publicKeyObject(raw: Uint8Array): KeyObject {
   return createPublicKey({ key: Buffer.concat([SPKI_ED25519_PREFIX, raw]), format: "der", type: "spki" });
 }
 
+// Parsing a PEM costs about as much as signing: keep the parsed keys.
+const parsedKeys = new Map<string, KeyObject>();
+
 export function signBytes(privateKeyPem: string, data: Uint8Array): Uint8Array {
-  return new Uint8Array(sign(null, data, createPrivateKey(privateKeyPem)));
+  let key = parsedKeys.get(privateKeyPem);
+  if (!key) {
+    key = createPrivateKey(privateKeyPem);
+    if (parsedKeys.size >= 256) parsedKeys.clear();
+    parsedKeys.set(privateKeyPem, key);
+  }
+  return new Uint8Array(sign(null, data, key));
 }
 
 /** False for a wrong signature, a malformed key or a malformed signature. */

@@ -44,6 +44,21 @@ describe("relay queues", () => {
     assert.equal(stats.top.find((q) => q.queue?.target?.value === bob.deviceId), undefined);
   });
 
+  it("acknowledges a live message promptly while following, without waiting for more to arrive", async () => {
+    const alice = await h.identityWithDevice([relay.address], unique("alice"), unique("a-dev"));
+    const bob = await h.identityWithDevice([relay.address], unique("bob"), unique("b-dev"));
+    const ctl = new AbortController();
+    const got: string[] = [];
+    const inbox = h.client([relay.address], bob).inbox((m) => void got.push(text(m)), { follow: true, signal: ctl.signal });
+    await h.client([relay.address], alice).send({ to: [{ deviceId: bob.deviceId }], payload: Buffer.from("just one") });
+    await waitFor("delivery", () => got.length === 1);
+    const admin = adminClient(h, relay.address);
+    await waitFor("the single live message acked (its queue empty)", async () => !(await admin.stats(1000)).top.some((q) => q.queue?.target?.value === bob.deviceId));
+    ctl.abort();
+    await inbox;
+    assert.deepEqual(got, ["just one"]);
+  });
+
   it("acknowledges a send only once committed and returns the same receipt for a resend", async () => {
     const alice = await h.identityWithDevice([relay.address], unique("alice"), unique("a-dev"));
     const bob = await h.identityWithDevice([relay.address], unique("bob"), unique("b-dev"));
