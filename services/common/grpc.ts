@@ -25,6 +25,11 @@ export interface CallContext {
 
 export type UnaryHandler<Req, Res> = (req: Req, ctx: CallContext) => Promise<Res>;
 export type StreamHandler<Req, Res> = (req: Req, ctx: CallContext, stream: grpc.ServerWritableStream<Req, Res>) => Promise<void>;
+/**
+ * Bidirectional streams: the handler reads commands from the stream (each
+ * may be a malformed one; check with malformedReason) and writes events.
+ */
+export type DuplexHandler<Req, Res> = (ctx: CallContext, stream: grpc.ServerDuplexStream<Req, Res>) => Promise<void>;
 
 /** Decides who may call a method; returns the session (or undefined for public/admin). */
 export type Authorizer = (method: string, metadata: grpc.Metadata) => SessionClaims | undefined;
@@ -89,6 +94,11 @@ class MalformedRequest {
   constructor(readonly reason: string) {}
 }
 
+/** For duplex handlers: the decoding error of a streamed message, or undefined when it decoded. */
+export function malformedReason(message: unknown): string | undefined {
+  return message instanceof MalformedRequest ? message.reason : undefined;
+}
+
 /**
  * grpc-js answers undecodable bytes with a bare INTERNAL; decode inside the
  * handler instead, so the client gets INVALID_ARGUMENT and the reason.
@@ -113,7 +123,7 @@ function tolerantDefinition(definition: grpc.ServiceDefinition): grpc.ServiceDef
 export function bind(
   definition: grpc.ServiceDefinition,
   serviceName: string,
-  handlers: Record<string, UnaryHandler<any, any> | StreamHandler<any, any>>,
+  handlers: Record<string, UnaryHandler<any, any> | StreamHandler<any, any> | DuplexHandler<any, any>>,
   authorize: Authorizer,
   log: Logger,
 ): BoundService {
@@ -129,16 +139,30 @@ export function bind(
       if (!(err instanceof ParleyError)) log.error({ err, method }, "unexpected error in handler");
       return toServiceError(err);
     };
-    const prepare = (call: grpc.ServerUnaryCall<any, any> | grpc.ServerWritableStream<any, any>): CallContext => {
+    const prepare = (call: grpc.ServerUnaryCall<any, any> | grpc.ServerWritableStream<any, any> | grpc.ServerDuplexStream<any, any>): CallContext => {
       const abort = new AbortController();
-      call.on("cancelled", () => abort.abort());
-      if (call.request instanceof MalformedRequest) {
+      (call as grpc.ServerUnaryCall<any, any>).on("cancelled", () => abort.abort());
+      if ("request" in call && call.request instanceof MalformedRequest) {
         throw new InvalidArgumentError(`the request is not a valid ${serviceName}.${method} message: ${call.request.reason}`);
       }
       const session = authorize(method, call.metadata);
       return { session, metadata: call.metadata, trace: extractContext(metadataCarrier(call.metadata)), signal: abort.signal };
     };
-    if (def.responseStream) {
+    if (def.requestStream && def.responseStream) {
+      implementation[method] = (async (call: grpc.ServerDuplexStream<any, any>) => {
+        const started = performance.now();
+        try {
+          const ctx = prepare(call);
+          await withSpan(`${serviceName}/${method}`, () => (handler as DuplexHandler<any, any>)(ctx, call), ctx.trace);
+          observe(grpc.status.OK, started);
+          call.end();
+        } catch (err) {
+          const e = fail(err);
+          observe(e.code!, started);
+          call.emit("error", Object.assign(new Error(e.details), e));
+        }
+      }) as grpc.handleBidiStreamingCall<any, any>;
+    } else if (def.responseStream) {
       implementation[method] = (async (call: grpc.ServerWritableStream<any, any>) => {
         const started = performance.now();
         try {
