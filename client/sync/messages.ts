@@ -33,6 +33,12 @@ export interface ChangesMessage extends Envelope {
 /** "Synchronised at vector V": lets senders clear their queues for this endpoint. */
 export interface AckMessage extends Envelope {
   t: "ack";
+  /**
+   * Set by an endpoint that just finished a catch-up: receivers pass the news
+   * on (one hop), so peers the catching-up endpoint cannot reach (a hub's
+   * other side) also learn it and free their queues.
+   */
+  synchronised?: boolean;
 }
 
 /** Asks a peer for missing ranges, or for a state snapshot when no one holds them. */
@@ -78,16 +84,27 @@ export function decode(bytes: Uint8Array): SyncMessage {
       if (!Array.isArray(m.changes) || !m.changes.every(validChange)) throw new MalformedSyncMessage("changes holds a malformed change");
       return m;
     case "request":
-      if (typeof m.id !== "string" || !Array.isArray(m.ranges)) throw new MalformedSyncMessage("request needs id and ranges");
+      if (typeof m.id !== "string" || !Array.isArray(m.ranges) || !m.ranges.every(validRange)) throw new MalformedSyncMessage("request needs an id and valid ranges");
       return m;
     case "snapshot":
-      if (!Array.isArray(m.state)) throw new MalformedSyncMessage("snapshot needs state");
+      if (typeof m.reply !== "string" || !Array.isArray(m.state) || !m.state.every(validEntry)) throw new MalformedSyncMessage("snapshot needs reply and valid state entries");
       return m;
     case "ack":
       return m;
     default:
       throw new MalformedSyncMessage(`unknown message type '${(m as { t?: unknown }).t}'`);
   }
+}
+
+function validRange(r: Range): boolean {
+  return typeof r === "object" && r !== null && typeof r.origin === "string" && Number.isSafeInteger(r.from) && Number.isSafeInteger(r.to) && r.from >= 1 && r.to >= r.from;
+}
+
+function validEntry(e: StateEntry): boolean {
+  return (
+    typeof e === "object" && e !== null && typeof e.key === "string" && typeof e.value === "string" && typeof e.origin === "string" &&
+    Number.isSafeInteger(e.lamport) && Number.isSafeInteger(e.fileBytes) && e.fileBytes >= 0
+  );
 }
 
 function validChange(c: Change): boolean {

@@ -141,6 +141,8 @@ export interface SuspendChoice {
   outstanding: number;
   bytes: number;
   oldestQueuedAtMs: number;
+  /** Not updated for 21 days or more: the member an alert is about. */
+  stale: boolean;
 }
 
 /**
@@ -148,7 +150,7 @@ export interface SuspendChoice {
  * changes queued here, with the disk space suspending it would recover.
  * Participants are offered nothing.
  */
-export function suspendChoices(self: { memberId: string; role: Role }, queue: QueueFigure[], endpoints: EndpointView[]): SuspendChoice[] {
+export function suspendChoices(self: { memberId: string; role: Role }, queue: QueueFigure[], endpoints: EndpointView[], nowMs: number): SuspendChoice[] {
   if (self.role !== "manager") return [];
   const byEndpoint = new Map(queue.map((f) => [f.endpointId, f]));
   const out: SuspendChoice[] = [];
@@ -165,6 +167,7 @@ export function suspendChoices(self: { memberId: string; role: Role }, queue: Qu
       outstanding: figures.reduce((s, f) => s + f.outstanding, 0),
       bytes: figures.reduce((s, f) => s + f.bytes, 0),
       oldestQueuedAtMs: Math.min(...figures.map((f) => f.oldestQueuedAtMs)),
+      stale: figures.some((f) => isStale(f, nowMs)),
     });
   }
   return out;

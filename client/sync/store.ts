@@ -8,7 +8,7 @@
  *   const store = SyncStore.open(join(profileDir, "workspaces.sqlite"));
  *   store.tx(() => store.applyChange(ws, change));
  */
-import { DatabaseSync, type SQLInputValue } from "node:sqlite";
+import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
 import { changeBytes } from "./messages.js";
 import type { Change, StateEntry, Vector } from "./types.js";
 
@@ -61,7 +61,16 @@ export interface OutgoingFigure {
 type Row = Record<string, SQLInputValue>;
 
 export class SyncStore {
+  /** Compiled statements, by SQL text: a catch-up runs the same few statements thousands of times. */
+  private readonly statements = new Map<string, StatementSync>();
+
   private constructor(readonly db: DatabaseSync) {}
+
+  private prepare(sql: string): StatementSync {
+    let st = this.statements.get(sql);
+    if (!st) this.statements.set(sql, (st = this.db.prepare(sql)));
+    return st;
+  }
 
   static open(path: string): SyncStore {
     const db = new DatabaseSync(path);
@@ -89,15 +98,15 @@ export class SyncStore {
   }
 
   private all<T>(sql: string, ...params: SQLInputValue[]): T[] {
-    return this.db.prepare(sql).all(...params) as T[];
+    return this.prepare(sql).all(...params) as T[];
   }
 
   private get<T>(sql: string, ...params: SQLInputValue[]): T | undefined {
-    return this.db.prepare(sql).get(...params) as T | undefined;
+    return this.prepare(sql).get(...params) as T | undefined;
   }
 
   run(sql: string, ...params: SQLInputValue[]): number {
-    return Number(this.db.prepare(sql).run(...params).changes);
+    return Number(this.prepare(sql).run(...params).changes);
   }
 
   createWorkspace(id: string, name: string, legacy: boolean, creator: boolean): void {
@@ -218,6 +227,8 @@ export class SyncStore {
 
   /** Drops log entries every endpoint in `holders` is known to hold. */
   trimLog(ws: string, holders: string[]): number {
+    // Alone in the workspace: keep everything for the endpoints about to join.
+    if (!holders.length) return 0;
     const known = this.known(ws);
     let n = 0;
     const origins = this.all<{ origin: string }>("SELECT DISTINCT origin FROM log WHERE ws = ?", ws).map((r) => r.origin);
