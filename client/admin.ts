@@ -47,9 +47,36 @@ export class RelayAdmin {
     return this.call<pb.DeviceState>((md, o, cb) => this.client.resumeDevice({ deviceId }, md, o, cb));
   }
 
-  private call<T>(fn: (md: grpc.Metadata, o: Partial<grpc.CallOptions>, cb: (err: grpc.ServiceError | null, res: T) => void) => void): Promise<T> {
+  replicationStatus(): Promise<pb.ReplicationStatus> {
+    return this.call<pb.ReplicationStatus>((md, o, cb) => this.client.getReplicationStatus({}, md, o, cb));
+  }
+
+  /** Makes this (secondary) replica the primary; resolves once it serves. */
+  promote(timeoutSeconds = 30): Promise<pb.ReplicationStatus> {
+    return this.call<pb.ReplicationStatus>((md, o, cb) => this.client.promote({ timeoutSeconds }, md, o, cb), timeoutSeconds * 1000 + 15_000);
+  }
+
+  demote(): Promise<pb.ReplicationStatus> {
+    return this.call<pb.ReplicationStatus>((md, o, cb) => this.client.demote({}, md, o, cb));
+  }
+
+  /** Rebuilds this relay's queues from the change stream (and the peer, where the stream was trimmed), then verifies them. */
+  rebuild(opts: { peerAddress?: string; peerAdminToken?: string; fromScratch?: boolean } = {}, timeoutMs = 600_000): Promise<pb.RebuildReport> {
+    const req = { peerAddress: opts.peerAddress ?? "", peerAdminToken: opts.peerAdminToken ?? "", fromScratch: opts.fromScratch ?? false };
+    return this.call<pb.RebuildReport>((md, o, cb) => this.client.rebuild(req, md, o, cb), timeoutMs);
+  }
+
+  verifyQueues(opts: { peerAddress?: string; peerAdminToken?: string } = {}): Promise<pb.RebuildReport> {
+    return this.call<pb.RebuildReport>((md, o, cb) => this.client.verifyQueues({ peerAddress: opts.peerAddress ?? "", peerAdminToken: opts.peerAdminToken ?? "" }, md, o, cb), 120_000);
+  }
+
+  queueChecksums(): Promise<pb.QueueChecksums> {
+    return this.call<pb.QueueChecksums>((md, o, cb) => this.client.getQueueChecksums({}, md, o, cb), 60_000);
+  }
+
+  private call<T>(fn: (md: grpc.Metadata, o: Partial<grpc.CallOptions>, cb: (err: grpc.ServiceError | null, res: T) => void) => void, timeoutMs = 15_000): Promise<T> {
     const md = new grpc.Metadata();
     md.set("authorization", `Bearer ${this.token}`);
-    return new Promise<T>((resolve, reject) => fn(md, { deadline: Date.now() + 15_000 }, (err, res) => (err ? reject(fromServiceError(err)) : resolve(res))));
+    return new Promise<T>((resolve, reject) => fn(md, { deadline: Date.now() + timeoutMs }, (err, res) => (err ? reject(fromServiceError(err)) : resolve(res))));
   }
 }

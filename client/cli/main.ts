@@ -11,6 +11,12 @@
  */
 import { Command } from "commander";
 import { describeConfig, loadConfig } from "../../services/common/config.js";
+import { channelConfigSpec } from "../../services/channel/config.js";
+import { runChannel } from "../../services/channel/main.js";
+import { filesConfigSpec } from "../../services/files/config.js";
+import { runFiles } from "../../services/files/main.js";
+import { lookupConfigSpec } from "../../services/lookup/config.js";
+import { runLookup } from "../../services/lookup/main.js";
 import { relayConfigSpec } from "../../services/relay/config.js";
 import { runRelay } from "../../services/relay/main.js";
 import { upConfigSpec } from "../../services/up/config.js";
@@ -20,12 +26,17 @@ import * as identity from "./commands/identity.js";
 import * as inbox from "./commands/inbox.js";
 import * as relayAdmin from "./commands/relay-admin.js";
 import * as send from "./commands/send.js";
+import * as chat from "./commands/chat.js";
+import * as workspace from "./commands/workspace.js";
 
-const COMMANDS = [identity, send, inbox, relayAdmin];
+const COMMANDS = [identity, send, inbox, relayAdmin, chat, workspace];
 
 /** Service commands take their validated flags straight from the config spec. */
 const SERVICES: Record<string, { spec: Record<string, any>; title: string; run: (argv: string[]) => Promise<unknown> }> = {
   relay: { spec: relayConfigSpec, title: "parley relay", run: runRelay },
+  channel: { spec: channelConfigSpec, title: "parley channel", run: runChannel },
+  lookup: { spec: lookupConfigSpec, title: "parley lookup", run: runLookup },
+  files: { spec: filesConfigSpec, title: "parley files", run: runFiles },
   up: { spec: upConfigSpec, title: "parley up", run: runUp },
 };
 

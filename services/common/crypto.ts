@@ -30,9 +30,18 @@ export function publicKeyFromPem(privateKeyPem: string): Uint8Array {
   return rawPublicKey(createPublicKey(createPrivateKey(privateKeyPem)));
 }
 
+const publicKeys = new Map<string, KeyObject>();
+
 function publicKeyObject(raw: Uint8Array): KeyObject {
   if (raw.length !== 32) throw new RangeError(`an Ed25519 public key is 32 bytes, got ${raw.length}`);
-  return createPublicKey({ key: Buffer.concat([SPKI_ED25519_PREFIX, raw]), format: "der", type: "spki" });
+  const id = Buffer.from(raw).toString("base64");
+  let key = publicKeys.get(id);
+  if (!key) {
+    key = createPublicKey({ key: Buffer.concat([SPKI_ED25519_PREFIX, raw]), format: "der", type: "spki" });
+    if (publicKeys.size >= 4096) publicKeys.clear();
+    publicKeys.set(id, key);
+  }
+  return key;
 }
 
 // Parsing a PEM costs about as much as signing: keep the parsed keys.

@@ -1,5 +1,6 @@
 /** Relay options: flags, environment variables and their defaults. */
-import { bool, bytes, duration, int, option, str, url, type ConfigOf } from "../common/config.js";
+import { hostname } from "node:os";
+import { bool, bytes, duration, int, oneOf, option, str, url, type ConfigOf } from "../common/config.js";
 import type { RelayOptions } from "./service.js";
 
 /** Behaviour options, shared by `parley relay` and `parley up`. */
@@ -27,6 +28,14 @@ export const relayConfigSpec = {
   createKey: option("--create-key", "PARLEY_RELAY_CREATE_KEY", bool(), false, "Generate the key file if it does not exist"),
   adminToken: option("--admin-token", "PARLEY_ADMIN_TOKEN", str(), "", "Bearer token for the admin API (empty disables it)", true),
   ...relayTuningSpec,
+  role: option("--role", "PARLEY_RELAY_ROLE", oneOf("standalone", "primary", "secondary"), "standalone",
+    "standalone (no change stream), primary (claims the relay if no replica holds it) or secondary (warm standby; see `parley relay promote`)"),
+  replicaName: option("--replica-name", "PARLEY_RELAY_REPLICA_NAME", str({ pattern: /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, expected: "a name (A-Z a-z 0-9 . _ -)" }), hostname(),
+    "This replica's name in the change stream (unique among the relay's replicas)"),
+  primaryStream: option("--primary-stream", "PARLEY_RELAY_PRIMARY_STREAM", str({ pattern: /^[A-Za-z0-9_-]{0,64}$/, expected: "a JetStream stream name" }), "",
+    "JetStream stream of the relay's changes (default PARLEY_RELAY_<relay id>)"),
+  changeRetention: option("--change-retention", "PARLEY_RELAY_CHANGE_RETENTION", duration({ min: 60_000 }), 7 * 86_400_000,
+    "Keep changes in the stream this long (a replica further behind rebuilds from a peer)"),
 };
 
 export function relayOptions(relayId: string, adminToken: string, cfg: ConfigOf<typeof relayTuningSpec>): RelayOptions {

@@ -15,6 +15,7 @@ import { initTracing, shutdownTracing } from "../common/tracing.js";
 import { relayConfigSpec, relayOptions } from "./config.js";
 import { loadRelayKey } from "./keys.js";
 import { RelayService } from "./service.js";
+import { ChangeStream, defaultStreamName } from "./replication/change-stream.js";
 
 export async function runRelay(argv: string[]): Promise<Lifecycle> {
   const cfg = loadConfig(relayConfigSpec, argv);
@@ -29,7 +30,13 @@ export async function runRelay(argv: string[]): Promise<Lifecycle> {
     life.add("postgres pool", () => pool.end());
     const bus = await NatsBus.connect({ servers: cfg.natsUrl.split(","), name: `parley-relay-${cfg.relayId}`, onError: (err) => log.warn({ err }, "bus") });
     life.add("nats", () => bus.close());
-    const relay = await RelayService.create(relayOptions(cfg.relayId, cfg.adminToken, cfg), { pool, bus, clock: systemClock, log, key });
+    const replicated = cfg.role !== "standalone";
+    const changes = replicated
+      ? await ChangeStream.connect({ servers: cfg.natsUrl.split(","), relayId: cfg.relayId, name: cfg.primaryStream || defaultStreamName(cfg.relayId), maxAgeMs: cfg.changeRetention })
+      : undefined;
+    if (changes) life.add("change stream", () => changes.close());
+    const options = { ...relayOptions(cfg.relayId, cfg.adminToken, cfg), ...(replicated ? { replication: { role: cfg.role as "primary" | "secondary", replicaName: cfg.replicaName } } : {}) };
+    const relay = await RelayService.create(options, { pool, bus, clock: systemClock, log, key, changes });
     relay.startJobs(cfg.purgeInterval);
     const grpc = await startGrpcServer({ host: cfg.host, port: cfg.grpcPort, services: relay.services, maxMessageBytes: cfg.maxMessageBytes + 64 * 1024 });
     // Closers run in reverse: first the relay ends its streams, then the gRPC
@@ -41,9 +48,10 @@ export async function runRelay(argv: string[]): Promise<Lifecycle> {
       port: cfg.httpPort,
       log,
       readiness: [relay.readiness(), async () => (life.shuttingDown ? "shutting down" : undefined)],
+      routes: [relay.adminPage()],
     });
     life.add("http", () => http.close());
-    log.info({ relayId: cfg.relayId, grpcPort: grpc.port, httpPort: http.port }, "relay ready");
+    log.info({ relayId: cfg.relayId, role: relay.replica?.role ?? "standalone", grpcPort: grpc.port, httpPort: http.port }, "relay ready");
     life.handleSignals();
     return life;
   } catch (err) {

@@ -82,4 +82,65 @@ export const relayMigrations: Migration[] = [
       INSERT INTO purge_counters DEFAULT VALUES;
     `,
   },
+  {
+    version: 10,
+    name: "replication position",
+    sql: `
+      -- Where this database stands in the relay's change stream (see
+      -- services/relay/replication). On a primary every committed change bumps
+      -- change_seq/stream_seq in its own transaction: the row lock orders
+      -- commits exactly as the stream orders their changes.
+      CREATE TABLE replication_state (
+        id smallint PRIMARY KEY DEFAULT 1 CHECK (id = 1),
+        change_seq bigint NOT NULL DEFAULT 0,
+        stream_seq bigint NOT NULL DEFAULT 0,
+        epoch bigint NOT NULL DEFAULT 0,
+        primary_replica text NOT NULL DEFAULT '',
+        -- Primary's commit time of the last change applied/committed.
+        last_commit_ms bigint NOT NULL DEFAULT 0
+      );
+      INSERT INTO replication_state DEFAULT VALUES;
+    `,
+  },
+  {
+    version: 20,
+    name: "workspace directory",
+    sql: `
+      -- Workspace sync (client/sync): which identities are members with which
+      -- role, their endpoints and suspension, so the relay refuses to queue
+      -- workspace changes for a suspended endpoint; and the outgoing-queue
+      -- figures endpoints report (services/relay/workspace-server.ts).
+      CREATE TABLE ws_workspaces (
+        id text PRIMARY KEY,
+        created_by text NOT NULL,
+        created_at_ms bigint NOT NULL,
+        size_bytes bigint NOT NULL DEFAULT 0
+      );
+      CREATE TABLE ws_members (
+        workspace_id text NOT NULL REFERENCES ws_workspaces (id),
+        identity_id text NOT NULL,
+        role text NOT NULL CHECK (role IN ('manager', 'participant')),
+        PRIMARY KEY (workspace_id, identity_id)
+      );
+      CREATE TABLE ws_endpoints (
+        workspace_id text NOT NULL,
+        device_id text NOT NULL,
+        identity_id text NOT NULL,
+        suspended boolean NOT NULL DEFAULT false,
+        reason text CHECK (reason IN ('auto', 'manager')),
+        PRIMARY KEY (workspace_id, device_id),
+        FOREIGN KEY (workspace_id, identity_id) REFERENCES ws_members (workspace_id, identity_id)
+      );
+      CREATE TABLE ws_figures (
+        workspace_id text NOT NULL REFERENCES ws_workspaces (id),
+        reporter_device text NOT NULL,
+        identity_id text NOT NULL,
+        outstanding_changes bigint NOT NULL,
+        outstanding_bytes bigint NOT NULL,
+        oldest_age_seconds double precision NOT NULL,
+        reported_at_ms bigint NOT NULL,
+        PRIMARY KEY (workspace_id, reporter_device, identity_id)
+      );
+    `,
+  },
 ];

@@ -41,8 +41,10 @@ export class RetentionJob {
     return this.running;
   }
 
-  start(intervalMs: number): void {
+  /** Runs a pass every intervalMs, skipped while `active` says no (a replication secondary). */
+  start(intervalMs: number, active: () => boolean = () => true): void {
     this.timer = setInterval(() => {
+      if (!active()) return;
       this.runOnce().catch((err: unknown) => this.log.error({ err }, "retention purge failed"));
     }, intervalMs);
     this.timer.unref();

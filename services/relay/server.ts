@@ -35,6 +35,8 @@ export interface RelayCore {
   /** Open fetch streams, so shutdown can end them. */
   sessions: Set<FetchSession>;
   purgeNow(cutoffMs: number): Promise<{ messages: number; bytes: number }>;
+  /** Refuses a send before it is stored (workspace suspensions, see workspace-server.ts). */
+  beforeSend?: (messages: OutgoingMessage[]) => Promise<void>;
 }
 
 const CHALLENGE_NONCE = 16;
@@ -68,6 +70,7 @@ async function send(core: RelayCore, ctx: CallContext, messages: OutgoingMessage
   const s = session(ctx);
   const sender = { deviceId: s.sub, identityId: s.idn };
   const started = performance.now();
+  await core.beforeSend?.(messages);
   const outcomes = await core.store.send(sender, messages, core.limits, core.clock.now());
   core.metrics.sendSeconds.observe({ relay: core.relayId }, (performance.now() - started) / 1000);
   const woken = new Set<string>();

@@ -16,6 +16,7 @@ import {
   type Sender,
   type StoredEntry,
 } from "./types.js";
+import type { ChangeOp, Journal, QueueState } from "./replication/changes.js";
 
 export interface DeviceRecord {
   id: string;
@@ -39,11 +40,38 @@ export interface PurgeCount {
 
 const queueKey = (q: QueueRef) => `${q.kind}:${q.id}`;
 
+const b64 = (b: Uint8Array) => Buffer.from(b).toString("base64");
+
 export class RelayStore {
-  constructor(private readonly pool: Pool) {}
+  /** With a journal (a replicating primary), every write reports its changes inside its transaction. */
+  constructor(private readonly pool: Pool, private readonly journal?: Journal) {}
+
+  /**
+   * One write transaction. `ops` collects what it changed; the journal sees
+   * them last, before COMMIT, and can still veto the commit.
+   */
+  private write<T>(fn: (c: PoolClient, ops: ChangeOp[]) => Promise<T>): Promise<T> {
+    return tx(this.pool, async (c) => {
+      const ops: ChangeOp[] = [];
+      const result = await fn(c, ops);
+      if (this.journal && ops.length) await this.journal.record(c, ops);
+      return result;
+    });
+  }
 
   async registerIdentity(id: string, publicKey: Uint8Array, nowMs: number): Promise<boolean> {
-    const { rows } = await this.pool.query<{ public_key: Buffer; inserted: boolean }>(
+    if (this.journal) {
+      return this.write(async (c, ops) => {
+        const created = await this.insertIdentity(c, id, publicKey, nowMs);
+        if (created) ops.push({ t: "identity", id, publicKey: b64(publicKey), createdAtMs: nowMs });
+        return created;
+      });
+    }
+    return this.insertIdentity(this.pool, id, publicKey, nowMs);
+  }
+
+  private async insertIdentity(db: Pool | PoolClient, id: string, publicKey: Uint8Array, nowMs: number): Promise<boolean> {
+    const { rows } = await db.query<{ public_key: Buffer; inserted: boolean }>(
       `WITH ins AS (
          INSERT INTO identities (id, public_key, created_at_ms) VALUES ($1, $2, $3)
          ON CONFLICT (id) DO NOTHING RETURNING public_key)
@@ -59,7 +87,18 @@ export class RelayStore {
   }
 
   async registerDevice(id: string, identityId: string, publicKey: Uint8Array, nowMs: number): Promise<boolean> {
-    const { rows } = await this.pool.query<{ identity_id: string; public_key: Buffer; inserted: boolean }>(
+    if (this.journal) {
+      return this.write(async (c, ops) => {
+        const created = await this.insertDevice(c, id, identityId, publicKey, nowMs);
+        if (created) ops.push({ t: "device", id, identityId, publicKey: b64(publicKey), createdAtMs: nowMs });
+        return created;
+      });
+    }
+    return this.insertDevice(this.pool, id, identityId, publicKey, nowMs);
+  }
+
+  private async insertDevice(db: Pool | PoolClient, id: string, identityId: string, publicKey: Uint8Array, nowMs: number): Promise<boolean> {
+    const { rows } = await db.query<{ identity_id: string; public_key: Buffer; inserted: boolean }>(
       `WITH ins AS (
          INSERT INTO devices (id, identity_id, public_key, created_at_ms) VALUES ($1, $2, $3, $4)
          ON CONFLICT (id) DO NOTHING RETURNING identity_id, public_key)
@@ -102,8 +141,14 @@ export class RelayStore {
 
   /** Records a challenge as answered; false if it was answered before. */
   async useChallenge(nonce: Uint8Array, expiresAtMs: number): Promise<boolean> {
-    const { rowCount } = await this.pool.query("INSERT INTO used_challenges (nonce, expires_at_ms) VALUES ($1, $2) ON CONFLICT DO NOTHING", [nonce, expiresAtMs]);
-    return rowCount === 1;
+    const insert = "INSERT INTO used_challenges (nonce, expires_at_ms) VALUES ($1, $2) ON CONFLICT DO NOTHING";
+    if (!this.journal) return (await this.pool.query(insert, [nonce, expiresAtMs])).rowCount === 1;
+    // Replicated, so that a promoted secondary refuses a replayed answer too.
+    return this.write(async (c, ops) => {
+      const used = (await c.query(insert, [nonce, expiresAtMs])).rowCount === 1;
+      if (used) ops.push({ t: "challenge", nonce: b64(nonce), expiresAtMs });
+      return used;
+    });
   }
 
   /**
@@ -112,7 +157,7 @@ export class RelayStore {
    * returned with duplicate=true.
    */
   async send(sender: Sender, messages: OutgoingMessage[], limits: Limits, nowMs: number): Promise<SendOutcome[]> {
-    return tx(this.pool, async (c) => {
+    return this.write(async (c, ops) => {
       const ids = messages.map((m) => m.messageId);
       const fresh = await c.query<{ message_id: string }>(
         `INSERT INTO sent_messages (sender_device, message_id, accepted_at_ms)
@@ -138,15 +183,59 @@ export class RelayStore {
         }
       }
       const bumps = [...perQueue.values()].sort((a, b) => (queueKey(a.queue) < queueKey(b.queue) ? -1 : 1));
+      // Every entry's place in its queue's run of new sequence numbers.
+      const ordinal = new Map<string, number>();
+      const cols = { kind: [] as number[], queue: [] as string[], ord: [] as number[], cnt: [] as number[], rord: [] as number[], mid: [] as string[], payload: [] as Buffer[], ctype: [] as string[], size: [] as number[] };
+      for (const m of toQueue) {
+        m.recipients.forEach((q, i) => {
+          const ord = (ordinal.get(queueKey(q)) ?? 0) + 1;
+          ordinal.set(queueKey(q), ord);
+          cols.kind.push(KIND_CODE[q.kind]);
+          cols.queue.push(q.id);
+          cols.ord.push(ord);
+          cols.cnt.push(perQueue.get(queueKey(q))!.count);
+          cols.rord.push(i);
+          cols.mid.push(m.messageId);
+          cols.payload.push(Buffer.from(m.payload));
+          cols.ctype.push(m.contentType);
+          cols.size.push(m.payload.length);
+        });
+      }
+      const queueStates: QueueState[] = [];
       const nextSeq = new Map<string, number>();
       if (bumps.length) {
+        // One statement bumps the queues (taking their row locks, in a fixed
+        // order so concurrent senders cannot deadlock), stores the entries and
+        // the receipts: the locks are then held only until COMMIT, not across
+        // further round trips.
         const { rows } = await c.query<{ kind: number; id: string; last_seq: number; depth: number; bytes: number }>(
-          `INSERT INTO queues AS q (kind, id, last_seq, depth, bytes)
-           SELECT * FROM unnest($1::smallint[], $2::text[], $3::bigint[], $3::bigint[], $4::bigint[])
-           ON CONFLICT (kind, id) DO UPDATE SET last_seq = q.last_seq + EXCLUDED.last_seq,
-             depth = q.depth + EXCLUDED.depth, bytes = q.bytes + EXCLUDED.bytes
-           RETURNING kind, id, last_seq, depth, bytes`,
-          [bumps.map((b) => KIND_CODE[b.queue.kind]), bumps.map((b) => b.queue.id), bumps.map((b) => b.count), bumps.map((b) => b.bytes)],
+          `WITH bumped AS (
+             INSERT INTO queues AS q (kind, id, last_seq, depth, bytes)
+             SELECT * FROM unnest($1::smallint[], $2::text[], $3::bigint[], $3::bigint[], $4::bigint[])
+             ON CONFLICT (kind, id) DO UPDATE SET last_seq = q.last_seq + EXCLUDED.last_seq,
+               depth = q.depth + EXCLUDED.depth, bytes = q.bytes + EXCLUDED.bytes
+             RETURNING kind, id, last_seq, depth, bytes),
+           input AS (
+             SELECT * FROM unnest($5::smallint[], $6::text[], $7::int[], $8::int[], $9::int[], $10::text[], $11::text[], $12::bytea[], $13::int[])
+               AS t(k, q, ord, cnt, rord, mid, ct, p, sz)),
+           ins AS (
+             INSERT INTO entries (kind, queue_id, seq, message_id, sender_device, sender_identity, content_type, payload, size, enqueued_at_ms)
+             SELECT i.k, i.q, b.last_seq - i.cnt + i.ord, i.mid, $14, $15, i.ct, i.p, i.sz, $16
+               FROM input i JOIN bumped b ON b.kind = i.k AND b.id = i.q
+             RETURNING kind, queue_id, seq, message_id),
+           receipts AS (
+             UPDATE sent_messages s SET queued = v.queued
+               FROM (SELECT x.message_id,
+                            jsonb_agg(jsonb_build_object('queue', jsonb_build_object('kind', CASE x.kind WHEN 1 THEN 'device' ELSE 'identity' END, 'id', x.queue_id), 'seq', x.seq) ORDER BY i.rord) AS queued
+                       FROM ins x JOIN input i ON i.mid = x.message_id AND i.k = x.kind AND i.q = x.queue_id
+                      GROUP BY x.message_id) v
+              WHERE s.sender_device = $14 AND s.message_id = v.message_id)
+           SELECT kind, id, last_seq, depth, bytes FROM bumped`,
+          [
+            bumps.map((b) => KIND_CODE[b.queue.kind]), bumps.map((b) => b.queue.id), bumps.map((b) => b.count), bumps.map((b) => b.bytes),
+            cols.kind, cols.queue, cols.ord, cols.cnt, cols.rord, cols.mid, cols.ctype, cols.payload, cols.size,
+            sender.deviceId, sender.identityId, nowMs,
+          ],
         );
         for (const r of rows) {
           const queue = { kind: KIND_NAME[r.kind]!, id: r.id };
@@ -155,41 +244,21 @@ export class RelayStore {
               `the ${queue.kind} queue '${queue.id}' is full (quota ${limits.maxQueueMessages} messages / ${limits.maxQueueBytes} bytes)`,
             );
           }
-          const added = perQueue.get(queueKey(queue))!.count;
-          nextSeq.set(queueKey(queue), r.last_seq - added + 1);
+          queueStates.push([r.kind, r.id, r.last_seq, r.depth, r.bytes]);
+          nextSeq.set(queueKey(queue), r.last_seq - perQueue.get(queueKey(queue))!.count + 1);
         }
       }
 
-      const cols = { kind: [] as number[], queue: [] as string[], seq: [] as number[], mid: [] as string[], payload: [] as Buffer[], ctype: [] as string[], size: [] as number[] };
       const outcomes = new Map<string, SendOutcome>(previous.map((p) => [p.messageId, p]));
       for (const m of toQueue) {
         const queued = m.recipients.map((q) => {
           const seq = nextSeq.get(queueKey(q))!;
           nextSeq.set(queueKey(q), seq + 1);
-          cols.kind.push(KIND_CODE[q.kind]);
-          cols.queue.push(q.id);
-          cols.seq.push(seq);
-          cols.mid.push(m.messageId);
-          cols.payload.push(Buffer.from(m.payload));
-          cols.ctype.push(m.contentType);
-          cols.size.push(m.payload.length);
           return { queue: q, seq };
         });
         outcomes.set(m.messageId, { messageId: m.messageId, duplicate: false, acceptedAtMs: nowMs, queued });
       }
-      if (cols.seq.length) {
-        await c.query(
-          `INSERT INTO entries (kind, queue_id, seq, message_id, sender_device, sender_identity, content_type, payload, size, enqueued_at_ms)
-           SELECT k, q, s, mid, $8, $9, ct, p, sz, $10
-             FROM unnest($1::smallint[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::bytea[], $7::int[]) AS t(k, q, s, mid, ct, p, sz)`,
-          [cols.kind, cols.queue, cols.seq, cols.mid, cols.ctype, cols.payload, cols.size, sender.deviceId, sender.identityId, nowMs],
-        );
-        await c.query(
-          `UPDATE sent_messages s SET queued = v.queued FROM unnest($2::text[], $3::jsonb[]) AS v(id, queued)
-            WHERE s.sender_device = $1 AND s.message_id = v.id`,
-          [sender.deviceId, toQueue.map((m) => m.messageId), toQueue.map((m) => JSON.stringify(outcomes.get(m.messageId)!.queued))],
-        );
-      }
+      if (this.journal && toQueue.length) ops.push(sendChange(sender, toQueue, outcomes, queueStates, nowMs));
       return messages.map((m) => outcomes.get(m.messageId)!);
     });
   }
@@ -258,11 +327,11 @@ export class RelayStore {
    * device of the identity has acked are deleted.
    */
   async ack(deviceId: string, identityId: string, deviceSeq: number, identitySeq: number): Promise<number> {
-    return tx(this.pool, async (c) => {
+    return this.write(async (c, ops) => {
       let deleted = 0;
       if (deviceSeq > 0) {
         await this.checkAckInRange(c, { kind: "device", id: deviceId }, deviceSeq);
-        deleted += await this.deleteUpTo(c, { kind: "device", id: deviceId }, deviceSeq);
+        deleted += await this.deleteUpTo(c, { kind: "device", id: deviceId }, deviceSeq, ops);
       }
       if (identitySeq > 0) {
         await this.checkAckInRange(c, { kind: "identity", id: identityId }, identitySeq);
@@ -271,6 +340,7 @@ export class RelayStore {
            ON CONFLICT (identity_id, device_id) DO UPDATE SET acked_seq = GREATEST(identity_cursors.acked_seq, EXCLUDED.acked_seq)`,
           [identityId, deviceId, identitySeq],
         );
+        ops.push({ t: "cursor", identityId, deviceId, ackedSeq: identitySeq });
         const { rows } = await c.query<{ upto: number | null }>(
           `SELECT min(COALESCE(ic.acked_seq, 0)) AS upto FROM devices d
              LEFT JOIN identity_cursors ic ON ic.identity_id = d.identity_id AND ic.device_id = d.id
@@ -278,7 +348,7 @@ export class RelayStore {
           [identityId],
         );
         const upto = rows[0]?.upto ?? 0;
-        if (upto > 0) deleted += await this.deleteUpTo(c, { kind: "identity", id: identityId }, upto);
+        if (upto > 0) deleted += await this.deleteUpTo(c, { kind: "identity", id: identityId }, upto, ops);
       }
       return deleted;
     });
@@ -290,14 +360,16 @@ export class RelayStore {
     if (seq > last) throw new OutOfRangeError(`ack ${seq} is past the last sequence ${last} of the ${queue.kind} queue`);
   }
 
-  private async deleteUpTo(c: PoolClient, queue: QueueRef, seq: number): Promise<number> {
-    const { rows } = await c.query<{ n: number }>(
+  private async deleteUpTo(c: PoolClient, queue: QueueRef, seq: number, ops: ChangeOp[]): Promise<number> {
+    const { rows } = await c.query<{ n: number; last_seq: number; depth: number; bytes: number }>(
       `WITH d AS (DELETE FROM entries WHERE kind = $1 AND queue_id = $2 AND seq <= $3 RETURNING size)
        UPDATE queues SET depth = depth - (SELECT count(*) FROM d), bytes = bytes - (SELECT COALESCE(sum(size), 0) FROM d)
-        WHERE kind = $1 AND id = $2 RETURNING (SELECT count(*) FROM d)::int AS n`,
+        WHERE kind = $1 AND id = $2 RETURNING (SELECT count(*) FROM d)::int AS n, last_seq, depth, bytes`,
       [KIND_CODE[queue.kind], queue.id, seq],
     );
-    return rows[0]?.n ?? 0;
+    const r = rows[0];
+    if (r?.n) ops.push({ t: "deleteUpTo", kind: KIND_CODE[queue.kind], queueId: queue.id, seq, queue: [KIND_CODE[queue.kind], queue.id, r.last_seq, r.depth, r.bytes] });
+    return r?.n ?? 0;
   }
 
   /** Deletes entries enqueued before cutoffMs, in chunks; counts them as purged. */
@@ -305,8 +377,8 @@ export class RelayStore {
     const total: PurgeCount = { messages: 0, bytes: 0, queues: [] };
     const seen = new Set<string>();
     for (;;) {
-      const part = await tx(this.pool, (c) =>
-        this.deleteAndCount(c, "SELECT kind, queue_id, seq FROM entries WHERE enqueued_at_ms < $1 ORDER BY enqueued_at_ms LIMIT $2", [cutoffMs, chunk]),
+      const part = await this.write((c, ops) =>
+        this.deleteAndCount(c, ops, "SELECT kind, queue_id, seq FROM entries WHERE enqueued_at_ms < $1 ORDER BY enqueued_at_ms LIMIT $2", [cutoffMs, chunk]),
       );
       total.messages += part.messages;
       total.bytes += part.bytes;
@@ -316,40 +388,68 @@ export class RelayStore {
   }
 
   async purgeQueue(queue: QueueRef): Promise<PurgeCount> {
-    return tx(this.pool, (c) => this.deleteAndCount(c, "SELECT kind, queue_id, seq FROM entries WHERE kind = $1 AND queue_id = $2", [KIND_CODE[queue.kind], queue.id]));
+    return this.write((c, ops) => this.deleteAndCount(c, ops, "SELECT kind, queue_id, seq FROM entries WHERE kind = $1 AND queue_id = $2", [KIND_CODE[queue.kind], queue.id]));
   }
 
   /** Deletes the entries `select` names, fixes queue counters and the purge totals. */
-  private async deleteAndCount(c: PoolClient, select: string, params: unknown[]): Promise<PurgeCount> {
-    const { rows } = await c.query<{ kind: number; queue_id: string; n: number; b: number }>(
+  private async deleteAndCount(c: PoolClient, ops: ChangeOp[], select: string, params: unknown[]): Promise<PurgeCount> {
+    const { rows } = await c.query<{ kind: number; queue_id: string; n: number; b: number; seqs: number[]; last_seq: number; depth: number; bytes: number }>(
       `WITH victims AS (${select}),
             d AS (DELETE FROM entries e USING victims v
-                   WHERE e.kind = v.kind AND e.queue_id = v.queue_id AND e.seq = v.seq RETURNING e.kind, e.queue_id, e.size),
-            g AS (SELECT kind, queue_id, count(*)::bigint AS n, sum(size)::bigint AS b FROM d GROUP BY kind, queue_id),
-            u AS (UPDATE queues q SET depth = q.depth - g.n, bytes = q.bytes - g.b FROM g WHERE q.kind = g.kind AND q.id = g.queue_id)
-       SELECT kind, queue_id, n, b FROM g ORDER BY kind, queue_id`,
+                   WHERE e.kind = v.kind AND e.queue_id = v.queue_id AND e.seq = v.seq RETURNING e.kind, e.queue_id, e.seq, e.size),
+            g AS (SELECT kind, queue_id, count(*)::bigint AS n, sum(size)::bigint AS b, array_agg(seq) AS seqs FROM d GROUP BY kind, queue_id),
+            u AS (UPDATE queues q SET depth = q.depth - g.n, bytes = q.bytes - g.b FROM g WHERE q.kind = g.kind AND q.id = g.queue_id
+                  RETURNING q.kind, q.id, q.last_seq, q.depth, q.bytes)
+       SELECT g.kind, g.queue_id, g.n, g.b, g.seqs, u.last_seq, u.depth, u.bytes FROM g JOIN u ON u.kind = g.kind AND u.id = g.queue_id
+        ORDER BY g.kind, g.queue_id`,
       params,
     );
     const messages = rows.reduce((s, r) => s + r.n, 0);
     const bytes = rows.reduce((s, r) => s + r.b, 0);
-    if (messages) await c.query("UPDATE purge_counters SET messages = messages + $1, bytes = bytes + $2", [messages, bytes]);
+    if (messages) {
+      const counters = await c.query<{ messages: number; bytes: number }>(
+        "UPDATE purge_counters SET messages = messages + $1, bytes = bytes + $2 RETURNING messages, bytes",
+        [messages, bytes],
+      );
+      const victims = rows.flatMap((r) => r.seqs.map((seq) => [r.kind, r.queue_id, Number(seq)] as const));
+      ops.push({
+        t: "purge",
+        kind: victims.map((v) => v[0]),
+        queueId: victims.map((v) => v[1]),
+        seq: victims.map((v) => v[2]),
+        queues: rows.map((r) => [r.kind, r.queue_id, r.last_seq, r.depth, r.bytes]),
+        counters: [counters.rows[0]!.messages, counters.rows[0]!.bytes],
+      });
+    }
     return { messages, bytes, queues: rows.map((r) => ({ kind: KIND_NAME[r.kind]!, id: r.queue_id })) };
   }
 
   /** Forgets idempotency records and answered challenges past their time. */
   async forgetExpired(nowMs: number, sentBeforeMs: number): Promise<void> {
+    if (this.journal) {
+      // Replicated so that a secondary forgets the same idempotency records.
+      await this.write(async (c, ops) => {
+        await c.query("DELETE FROM used_challenges WHERE expires_at_ms < $1", [nowMs]);
+        await c.query("DELETE FROM sent_messages WHERE accepted_at_ms < $1", [sentBeforeMs]);
+        ops.push({ t: "forget", challengesBeforeMs: nowMs, sentBeforeMs });
+      });
+      return;
+    }
     await this.pool.query("DELETE FROM used_challenges WHERE expires_at_ms < $1", [nowMs]);
     await this.pool.query("DELETE FROM sent_messages WHERE accepted_at_ms < $1", [sentBeforeMs]);
   }
 
   async setSuspended(deviceId: string, suspended: boolean): Promise<DeviceRecord> {
-    const { rows } = await this.pool.query<{ identity_id: string; public_key: Buffer }>(
-      "UPDATE devices SET suspended = $2 WHERE id = $1 RETURNING identity_id, public_key",
-      [deviceId, suspended],
-    );
-    const r = rows[0];
-    if (!r) throw new NotFoundError(`unknown device '${deviceId}'`);
-    return { id: deviceId, identityId: r.identity_id, publicKey: new Uint8Array(r.public_key), suspended };
+    return this.write(async (c, ops) => {
+      const { rows } = await c.query<{ identity_id: string; public_key: Buffer }>(
+        "UPDATE devices SET suspended = $2 WHERE id = $1 RETURNING identity_id, public_key",
+        [deviceId, suspended],
+      );
+      const r = rows[0];
+      if (!r) throw new NotFoundError(`unknown device '${deviceId}'`);
+      ops.push({ t: "suspend", deviceId, suspended });
+      return { id: deviceId, identityId: r.identity_id, publicKey: new Uint8Array(r.public_key), suspended };
+    });
   }
 
   async totals(nowMs: number): Promise<RelayTotals> {
@@ -397,4 +497,26 @@ export class RelayStore {
       oldestAgeSeconds: r.oldest === null ? 0 : Math.max(0, (nowMs - r.oldest) / 1000),
     }));
   }
+}
+
+/** The replicated form of one send transaction: payloads once, entries by index. */
+function sendChange(sender: Sender, toQueue: OutgoingMessage[], outcomes: Map<string, SendOutcome>, queues: QueueState[], nowMs: number): ChangeOp {
+  const payloads: string[] = [];
+  const entries: Array<{ kind: number; queueId: string; seq: number; messageId: string; contentType: string; payload: number; size: number }> = [];
+  for (const m of toQueue) {
+    const index = payloads.push(b64(m.payload)) - 1;
+    for (const q of outcomes.get(m.messageId)!.queued) {
+      entries.push({ kind: KIND_CODE[q.queue.kind], queueId: q.queue.id, seq: q.seq, messageId: m.messageId, contentType: m.contentType, payload: index, size: m.payload.length });
+    }
+  }
+  return {
+    t: "send",
+    senderDevice: sender.deviceId,
+    senderIdentity: sender.identityId,
+    acceptedAtMs: nowMs,
+    sent: toQueue.map((m) => ({ messageId: m.messageId, queued: outcomes.get(m.messageId)!.queued })),
+    payloads,
+    entries,
+    queues,
+  };
 }

@@ -1,6 +1,7 @@
 /** Options of `parley up`. */
 import { int, option, str } from "../common/config.js";
 import { relayTuningSpec } from "../relay/config.js";
+import { upChatSpec } from "./chat.js";
 
 export const upConfigSpec = {
   dataDir: option("--data-dir", "PARLEY_DATA_DIR", str(), "parley-data", "Directory for the embedded Postgres cluster, keys and tokens"),
@@ -9,4 +10,5 @@ export const upConfigSpec = {
   httpPort: option("--http-port", "PARLEY_HTTP_PORT", int({ min: 0, max: 65535 }), 9090, "HTTP port (/metrics, /healthz, /readyz)"),
   postgresPort: option("--postgres-port", "PARLEY_POSTGRES_PORT", int({ min: 0, max: 65535 }), 0, "Port of the embedded Postgres (0 picks a free one)"),
   ...relayTuningSpec,
+  ...upChatSpec,
 };

@@ -24,6 +24,7 @@ import { initTracing, shutdownTracing } from "../common/tracing.js";
 import { relayOptions } from "../relay/config.js";
 import { loadRelayKey } from "../relay/keys.js";
 import { RelayService } from "../relay/service.js";
+import { startChatServices } from "./chat.js";
 import type { upConfigSpec } from "./config.js";
 
 export interface UpHandle {
@@ -66,17 +67,23 @@ export async function startUp(cfg: ConfigOf<typeof upConfigSpec>): Promise<UpHan
     const relayId = "relay";
     const relay = await RelayService.create(relayOptions(relayId, token, cfg), { pool, bus, clock: systemClock, log: logger("relay"), key });
     relay.startJobs(cfg.purgeInterval);
+    await pg.ensureDatabase("chat");
+    const chat = await startChatServices({ dataDir, connectionString: pg.connectionString("chat"), bus, relayPublicKey: key.publicKey, log, cfg });
+    life.add("chat pool", () => chat.closePool());
 
-    const grpc = await startGrpcServer({ host: cfg.host, port: cfg.grpcPort, services: [...relay.services] });
+    const grpc = await startGrpcServer({ host: cfg.host, port: cfg.grpcPort, services: [...relay.services, ...chat.services] });
     life.add("grpc", () => grpc.shutdown(cfg.shutdownGrace));
     life.add("relay", () => relay.stop());
     const http = await startHttpServer({
       host: cfg.host,
       port: cfg.httpPort,
       log,
-      readiness: [relay.readiness(), async () => (life.shuttingDown ? "shutting down" : undefined)],
+      routes: [...chat.routes, relay.adminPage()],
+      readiness: [relay.readiness(), ...chat.readiness, async () => (life.shuttingDown ? "shutting down" : undefined)],
     });
     life.add("http", () => http.close());
+    await chat.start(`${cfg.host}:${grpc.port}`, `http://${cfg.host}:${http.port}`);
+    life.add("chat", () => chat.stop());
     return {
       grpcAddress: `${cfg.host}:${grpc.port}`,
       httpAddress: `${cfg.host}:${http.port}`,

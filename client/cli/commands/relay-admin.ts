@@ -6,8 +6,9 @@ import type { Command } from "commander";
 import type { RelayStats } from "../../../generated/parley/v1/relay.js";
 import { duration } from "../../../services/common/config.js";
 import { adminClient, printJson, UsageError } from "../context.js";
+import { registerReplication, REPLICATION_VERBS } from "./relay-replication.js";
 
-export const ADMIN_VERBS = new Set(["stats", "purge", "suspend", "resume", "help", "--help", "-h"]);
+export const ADMIN_VERBS = new Set(["stats", "purge", "suspend", "resume", ...REPLICATION_VERBS, "help", "--help", "-h"]);
 
 function printStats(s: RelayStats): void {
   console.log(`queues ${s.queues}  messages ${s.depth}  bytes ${s.bytes}  oldest ${s.oldestAgeSeconds.toFixed(0)}s`);
@@ -81,4 +82,6 @@ export function register(program: Command): void {
         console.log(`device '${state.deviceId}' is ${state.suspended ? "suspended" : "active"}`);
       });
   }
+
+  registerReplication(relay);
 }
