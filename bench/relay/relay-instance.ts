@@ -44,12 +44,20 @@ function instrumentPg(): () => Record<string, SqlStat> {
     stats.set(key, s);
     s.calls++;
     const started = performance.now();
+    const done = () => void (s.totalMs += performance.now() - started);
+    const last = args.length - 1;
+    if (typeof args[last] === "function") {
+      // Callback form (what pg.Pool#query uses).
+      const cb = args[last] as (...a: unknown[]) => unknown;
+      args[last] = (...a: unknown[]) => {
+        done();
+        return cb(...a);
+      };
+      return original.apply(this, args);
+    }
     const res = original.apply(this, args);
     if (res && typeof (res as Promise<unknown>).then === "function") {
-      (res as Promise<unknown>).then(
-        () => (s.totalMs += performance.now() - started),
-        () => (s.totalMs += performance.now() - started),
-      );
+      (res as Promise<unknown>).then(done, done);
     }
     return res;
   };
