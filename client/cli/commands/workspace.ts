@@ -7,6 +7,7 @@
  *   parley --profile /tmp/jane workspace join jane.invite.json
  *   parley workspace change team-task todo/1 "write the spec"
  *   parley workspace sync [--follow]        # receive, catch up, send
+ *   parley workspace show team-task [KEY]   # the content as this endpoint has it
  *   parley workspace status team-task       # queues, missing ranges, alerts
  *   parley workspace suspend team-task      # offers members to suspend to recover disk space
  */
@@ -120,6 +121,19 @@ export function register(program: Command): void {
           const s = e.status(w);
           console.log(`${w}: ${s.missing.length ? `missing ${s.missing.map((r) => `${r.origin}:${r.from}-${r.to}`).join(", ")}` : "synchronised"}`);
         }
+      }),
+    );
+
+  ws.command("show <workspace> [key]")
+    .description("the workspace's content as this endpoint has it (one item with KEY)")
+    .option("--json", "print as JSON")
+    .action((id: string, key: string | undefined, opts: { json?: boolean }, cmd: Command) =>
+      withEngine(cmd, (e) => {
+        const content = e.content(id);
+        if (key !== undefined && !(key in content)) throw new UsageError(`workspace '${id}' has no item '${key}' here`);
+        const shown = key === undefined ? content : { [key]: content[key]! };
+        if (opts.json) return printJson(shown);
+        for (const [k, v] of Object.entries(shown)) console.log(`${k}\t${v}`);
       }),
     );
 
