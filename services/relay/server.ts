@@ -16,6 +16,7 @@ import * as pb from "../../generated/parley/v1/relay.js";
 import { FetchSession } from "./delivery.js";
 import type { RelayKey } from "./keys.js";
 import type { RelayMetrics } from "./metrics.js";
+import type { SendGroups } from "./send-groups.js";
 import type { RelayStore } from "./store.js";
 import { suspendedSubject, wakeSubject } from "./subjects.js";
 import type { Limits, OutgoingMessage, QueueRef, SendOutcome, Sender } from "./types.js";
@@ -25,6 +26,8 @@ export interface RelayCore {
   relayId: string;
   key: RelayKey;
   store: RelayStore;
+  /** Sends go through group commit. */
+  sends: SendGroups;
   bus: Bus;
   clock: Clock;
   limits: Limits;
@@ -71,7 +74,7 @@ async function send(core: RelayCore, ctx: CallContext, messages: OutgoingMessage
   const sender = { deviceId: s.sub, identityId: s.idn };
   const started = performance.now();
   await core.beforeSend?.(messages);
-  const outcomes = await core.store.send(sender, messages, core.limits, core.clock.now());
+  const outcomes = await core.sends.submit(sender, messages);
   core.metrics.sendSeconds.observe({ relay: core.relayId }, (performance.now() - started) / 1000);
   const woken = new Set<string>();
   for (const o of outcomes) {

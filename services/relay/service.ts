@@ -23,6 +23,7 @@ import { registerStatsSource, relayMetrics } from "./metrics.js";
 import { relayMigrations } from "./migrations.js";
 import { RetentionJob } from "./purge.js";
 import { adminHandlers, relayHandlers, type RelayCore } from "./server.js";
+import { SendGroups } from "./send-groups.js";
 import { RelayStore } from "./store.js";
 import { WorkspaceDirectoryService } from "../../generated/parley/v1/workspace.js";
 import { workspaceDirectory } from "./workspace-server.js";
@@ -96,6 +97,7 @@ export class RelayService {
       relayId: options.relayId,
       key: deps.key,
       store: this.store,
+      sends: new SendGroups(this.store, options.limits, deps.clock),
       bus: deps.bus,
       clock: deps.clock,
       limits: options.limits,

@@ -3,7 +3,7 @@
  * service layer above does validation, signatures and wake-ups.
  */
 import { tx, type Pool, type PoolClient } from "../common/db.js";
-import { AlreadyExistsError, FailedPreconditionError, NotFoundError, OutOfRangeError, ResourceExhaustedError } from "../common/errors.js";
+import { AlreadyExistsError, FailedPreconditionError, ParleyError, NotFoundError, OutOfRangeError, ResourceExhaustedError } from "../common/errors.js";
 import {
   KIND_CODE,
   KIND_NAME,
@@ -157,110 +157,154 @@ export class RelayStore {
    * returned with duplicate=true.
    */
   async send(sender: Sender, messages: OutgoingMessage[], limits: Limits, nowMs: number): Promise<SendOutcome[]> {
+    const [result] = await this.sendMany([{ sender, messages }], limits, nowMs);
+    if (result instanceof Error) throw result;
+    return result!;
+  }
+
+  /**
+   * Several senders' requests in one transaction (group commit): one commit,
+   * and each queue row locked once for all of them. A request that fails
+   * (unknown recipient, full queue) is rolled back to its savepoint and gets
+   * its error; the others are committed.
+   */
+  async sendMany(requests: Array<{ sender: Sender; messages: OutgoingMessage[] }>, limits: Limits, nowMs: number): Promise<Array<SendOutcome[] | Error>> {
+    if (requests.length === 1) {
+      const { sender, messages } = requests[0]!;
+      return [await this.write((c, ops) => this.sendIn(c, ops, sender, messages, limits, nowMs))];
+    }
     return this.write(async (c, ops) => {
-      const ids = messages.map((m) => m.messageId);
-      const fresh = await c.query<{ message_id: string }>(
-        `INSERT INTO sent_messages (sender_device, message_id, accepted_at_ms)
-         SELECT $1, id, $3 FROM unnest($2::text[]) AS id
-         ON CONFLICT DO NOTHING RETURNING message_id`,
-        [sender.deviceId, ids, nowMs],
+      // Lock every existing queue row the group touches, in one fixed order,
+      // so that concurrent groups cannot deadlock on each other.
+      const touched = new Map<string, QueueRef>();
+      for (const r of requests) for (const m of r.messages) for (const q of m.recipients) touched.set(queueKey(q), q);
+      const sorted = [...touched.values()].sort((a, b) => KIND_CODE[a.kind] - KIND_CODE[b.kind] || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+      await c.query(
+        `SELECT 1 FROM queues q JOIN unnest($1::smallint[], $2::text[]) AS t(k, i) ON q.kind = t.k AND q.id = t.i
+          ORDER BY q.kind, q.id FOR UPDATE OF q`,
+        [sorted.map((q) => KIND_CODE[q.kind]), sorted.map((q) => q.id)],
       );
-      const isFresh = new Set(fresh.rows.map((r) => r.message_id));
-      const previous = await this.previousOutcomes(c, sender.deviceId, ids.filter((id) => !isFresh.has(id)));
-      const toQueue = messages.filter((m) => isFresh.has(m.messageId));
-
-      await this.checkParties(c, sender, toQueue);
-
-      // Bump each touched queue once, in a fixed order so concurrent senders
-      // lock queue rows in the same order and cannot deadlock each other.
-      const perQueue = new Map<string, { queue: QueueRef; count: number; bytes: number }>();
-      for (const m of toQueue) {
-        for (const q of m.recipients) {
-          const agg = perQueue.get(queueKey(q)) ?? { queue: q, count: 0, bytes: 0 };
-          agg.count++;
-          agg.bytes += m.payload.length;
-          perQueue.set(queueKey(q), agg);
+      const results: Array<SendOutcome[] | Error> = [];
+      for (const { sender, messages } of requests) {
+        await c.query("SAVEPOINT parley_send");
+        try {
+          results.push(await this.sendIn(c, ops, sender, messages, limits, nowMs));
+          await c.query("RELEASE SAVEPOINT parley_send");
+        } catch (err) {
+          const code = (err as { code?: string }).code;
+          if (code === "40001" || code === "40P01" || !(err instanceof ParleyError)) throw err; // the whole group retries or fails
+          await c.query("ROLLBACK TO SAVEPOINT parley_send");
+          results.push(err);
         }
       }
-      const bumps = [...perQueue.values()].sort((a, b) => (queueKey(a.queue) < queueKey(b.queue) ? -1 : 1));
-      // Every entry's place in its queue's run of new sequence numbers.
-      const ordinal = new Map<string, number>();
-      const cols = { kind: [] as number[], queue: [] as string[], ord: [] as number[], cnt: [] as number[], rord: [] as number[], mid: [] as string[], payload: [] as Buffer[], ctype: [] as string[], size: [] as number[] };
-      for (const m of toQueue) {
-        m.recipients.forEach((q, i) => {
-          const ord = (ordinal.get(queueKey(q)) ?? 0) + 1;
-          ordinal.set(queueKey(q), ord);
-          cols.kind.push(KIND_CODE[q.kind]);
-          cols.queue.push(q.id);
-          cols.ord.push(ord);
-          cols.cnt.push(perQueue.get(queueKey(q))!.count);
-          cols.rord.push(i);
-          cols.mid.push(m.messageId);
-          cols.payload.push(Buffer.from(m.payload));
-          cols.ctype.push(m.contentType);
-          cols.size.push(m.payload.length);
-        });
-      }
-      const queueStates: QueueState[] = [];
-      const nextSeq = new Map<string, number>();
-      if (bumps.length) {
-        // One statement bumps the queues (taking their row locks, in a fixed
-        // order so concurrent senders cannot deadlock), stores the entries and
-        // the receipts: the locks are then held only until COMMIT, not across
-        // further round trips.
-        const { rows } = await c.query<{ kind: number; id: string; last_seq: number; depth: number; bytes: number }>(
-          `WITH bumped AS (
-             INSERT INTO queues AS q (kind, id, last_seq, depth, bytes)
-             SELECT * FROM unnest($1::smallint[], $2::text[], $3::bigint[], $3::bigint[], $4::bigint[])
-             ON CONFLICT (kind, id) DO UPDATE SET last_seq = q.last_seq + EXCLUDED.last_seq,
-               depth = q.depth + EXCLUDED.depth, bytes = q.bytes + EXCLUDED.bytes
-             RETURNING kind, id, last_seq, depth, bytes),
-           input AS (
-             SELECT * FROM unnest($5::smallint[], $6::text[], $7::int[], $8::int[], $9::int[], $10::text[], $11::text[], $12::bytea[], $13::int[])
-               AS t(k, q, ord, cnt, rord, mid, ct, p, sz)),
-           ins AS (
-             INSERT INTO entries (kind, queue_id, seq, message_id, sender_device, sender_identity, content_type, payload, size, enqueued_at_ms)
-             SELECT i.k, i.q, b.last_seq - i.cnt + i.ord, i.mid, $14, $15, i.ct, i.p, i.sz, $16
-               FROM input i JOIN bumped b ON b.kind = i.k AND b.id = i.q
-             RETURNING kind, queue_id, seq, message_id),
-           receipts AS (
-             UPDATE sent_messages s SET queued = v.queued
-               FROM (SELECT x.message_id,
-                            jsonb_agg(jsonb_build_object('queue', jsonb_build_object('kind', CASE x.kind WHEN 1 THEN 'device' ELSE 'identity' END, 'id', x.queue_id), 'seq', x.seq) ORDER BY i.rord) AS queued
-                       FROM ins x JOIN input i ON i.mid = x.message_id AND i.k = x.kind AND i.q = x.queue_id
-                      GROUP BY x.message_id) v
-              WHERE s.sender_device = $14 AND s.message_id = v.message_id)
-           SELECT kind, id, last_seq, depth, bytes FROM bumped`,
-          [
-            bumps.map((b) => KIND_CODE[b.queue.kind]), bumps.map((b) => b.queue.id), bumps.map((b) => b.count), bumps.map((b) => b.bytes),
-            cols.kind, cols.queue, cols.ord, cols.cnt, cols.rord, cols.mid, cols.ctype, cols.payload, cols.size,
-            sender.deviceId, sender.identityId, nowMs,
-          ],
-        );
-        for (const r of rows) {
-          const queue = { kind: KIND_NAME[r.kind]!, id: r.id };
-          if (r.depth > limits.maxQueueMessages || r.bytes > limits.maxQueueBytes) {
-            throw new ResourceExhaustedError(
-              `the ${queue.kind} queue '${queue.id}' is full (quota ${limits.maxQueueMessages} messages / ${limits.maxQueueBytes} bytes)`,
-            );
-          }
-          queueStates.push([r.kind, r.id, r.last_seq, r.depth, r.bytes]);
-          nextSeq.set(queueKey(queue), r.last_seq - perQueue.get(queueKey(queue))!.count + 1);
-        }
-      }
-
-      const outcomes = new Map<string, SendOutcome>(previous.map((p) => [p.messageId, p]));
-      for (const m of toQueue) {
-        const queued = m.recipients.map((q) => {
-          const seq = nextSeq.get(queueKey(q))!;
-          nextSeq.set(queueKey(q), seq + 1);
-          return { queue: q, seq };
-        });
-        outcomes.set(m.messageId, { messageId: m.messageId, duplicate: false, acceptedAtMs: nowMs, queued });
-      }
-      if (this.journal && toQueue.length) ops.push(sendChange(sender, toQueue, outcomes, queueStates, nowMs));
-      return messages.map((m) => outcomes.get(m.messageId)!);
+      return results;
     });
+  }
+
+  /** One request's part of a send transaction; records its change in ops only once it has succeeded. */
+  private async sendIn(c: PoolClient, ops: ChangeOp[], sender: Sender, messages: OutgoingMessage[], limits: Limits, nowMs: number): Promise<SendOutcome[]> {
+    const ids = messages.map((m) => m.messageId);
+    const fresh = await c.query<{ message_id: string }>(
+      `INSERT INTO sent_messages (sender_device, message_id, accepted_at_ms)
+       SELECT $1, id, $3 FROM unnest($2::text[]) AS id
+       ON CONFLICT DO NOTHING RETURNING message_id`,
+      [sender.deviceId, ids, nowMs],
+    );
+    const isFresh = new Set(fresh.rows.map((r) => r.message_id));
+    const previous = await this.previousOutcomes(c, sender.deviceId, ids.filter((id) => !isFresh.has(id)));
+    const toQueue = messages.filter((m) => isFresh.has(m.messageId));
+
+    await this.checkParties(c, sender, toQueue);
+
+    // Bump each touched queue once, in a fixed order so concurrent senders
+    // lock queue rows in the same order and cannot deadlock each other.
+    const perQueue = new Map<string, { queue: QueueRef; count: number; bytes: number }>();
+    for (const m of toQueue) {
+      for (const q of m.recipients) {
+        const agg = perQueue.get(queueKey(q)) ?? { queue: q, count: 0, bytes: 0 };
+        agg.count++;
+        agg.bytes += m.payload.length;
+        perQueue.set(queueKey(q), agg);
+      }
+    }
+    const bumps = [...perQueue.values()].sort((a, b) => (queueKey(a.queue) < queueKey(b.queue) ? -1 : 1));
+    // Every entry's place in its queue's run of new sequence numbers.
+    const ordinal = new Map<string, number>();
+    const cols = { kind: [] as number[], queue: [] as string[], ord: [] as number[], cnt: [] as number[], rord: [] as number[], mid: [] as string[], payload: [] as Buffer[], ctype: [] as string[], size: [] as number[] };
+    for (const m of toQueue) {
+      m.recipients.forEach((q, i) => {
+        const ord = (ordinal.get(queueKey(q)) ?? 0) + 1;
+        ordinal.set(queueKey(q), ord);
+        cols.kind.push(KIND_CODE[q.kind]);
+        cols.queue.push(q.id);
+        cols.ord.push(ord);
+        cols.cnt.push(perQueue.get(queueKey(q))!.count);
+        cols.rord.push(i);
+        cols.mid.push(m.messageId);
+        cols.payload.push(Buffer.from(m.payload));
+        cols.ctype.push(m.contentType);
+        cols.size.push(m.payload.length);
+      });
+    }
+    const queueStates: QueueState[] = [];
+    const nextSeq = new Map<string, number>();
+    if (bumps.length) {
+      // One statement bumps the queues (taking their row locks, in a fixed
+      // order so concurrent senders cannot deadlock), stores the entries and
+      // the receipts: the locks are then held only until COMMIT, not across
+      // further round trips.
+      const { rows } = await c.query<{ kind: number; id: string; last_seq: number; depth: number; bytes: number }>(
+        `WITH bumped AS (
+           INSERT INTO queues AS q (kind, id, last_seq, depth, bytes)
+           SELECT * FROM unnest($1::smallint[], $2::text[], $3::bigint[], $3::bigint[], $4::bigint[])
+           ON CONFLICT (kind, id) DO UPDATE SET last_seq = q.last_seq + EXCLUDED.last_seq,
+             depth = q.depth + EXCLUDED.depth, bytes = q.bytes + EXCLUDED.bytes
+           RETURNING kind, id, last_seq, depth, bytes),
+         input AS (
+           SELECT * FROM unnest($5::smallint[], $6::text[], $7::int[], $8::int[], $9::int[], $10::text[], $11::text[], $12::bytea[], $13::int[])
+             AS t(k, q, ord, cnt, rord, mid, ct, p, sz)),
+         ins AS (
+           INSERT INTO entries (kind, queue_id, seq, message_id, sender_device, sender_identity, content_type, payload, size, enqueued_at_ms)
+           SELECT i.k, i.q, b.last_seq - i.cnt + i.ord, i.mid, $14, $15, i.ct, i.p, i.sz, $16
+             FROM input i JOIN bumped b ON b.kind = i.k AND b.id = i.q
+           RETURNING kind, queue_id, seq, message_id),
+         receipts AS (
+           UPDATE sent_messages s SET queued = v.queued
+             FROM (SELECT x.message_id,
+                          jsonb_agg(jsonb_build_object('queue', jsonb_build_object('kind', CASE x.kind WHEN 1 THEN 'device' ELSE 'identity' END, 'id', x.queue_id), 'seq', x.seq) ORDER BY i.rord) AS queued
+                     FROM ins x JOIN input i ON i.mid = x.message_id AND i.k = x.kind AND i.q = x.queue_id
+                    GROUP BY x.message_id) v
+            WHERE s.sender_device = $14 AND s.message_id = v.message_id)
+         SELECT kind, id, last_seq, depth, bytes FROM bumped`,
+        [
+          bumps.map((b) => KIND_CODE[b.queue.kind]), bumps.map((b) => b.queue.id), bumps.map((b) => b.count), bumps.map((b) => b.bytes),
+          cols.kind, cols.queue, cols.ord, cols.cnt, cols.rord, cols.mid, cols.ctype, cols.payload, cols.size,
+          sender.deviceId, sender.identityId, nowMs,
+        ],
+      );
+      for (const r of rows) {
+        const queue = { kind: KIND_NAME[r.kind]!, id: r.id };
+        if (r.depth > limits.maxQueueMessages || r.bytes > limits.maxQueueBytes) {
+          throw new ResourceExhaustedError(
+            `the ${queue.kind} queue '${queue.id}' is full (quota ${limits.maxQueueMessages} messages / ${limits.maxQueueBytes} bytes)`,
+          );
+        }
+        queueStates.push([r.kind, r.id, r.last_seq, r.depth, r.bytes]);
+        nextSeq.set(queueKey(queue), r.last_seq - perQueue.get(queueKey(queue))!.count + 1);
+      }
+    }
+
+    const outcomes = new Map<string, SendOutcome>(previous.map((p) => [p.messageId, p]));
+    for (const m of toQueue) {
+      const queued = m.recipients.map((q) => {
+        const seq = nextSeq.get(queueKey(q))!;
+        nextSeq.set(queueKey(q), seq + 1);
+        return { queue: q, seq };
+      });
+      outcomes.set(m.messageId, { messageId: m.messageId, duplicate: false, acceptedAtMs: nowMs, queued });
+    }
+    if (this.journal && toQueue.length) ops.push(sendChange(sender, toQueue, outcomes, queueStates, nowMs));
+    return messages.map((m) => outcomes.get(m.messageId)!);
   }
 
   private async previousOutcomes(c: PoolClient, senderDevice: string, ids: string[]): Promise<SendOutcome[]> {

@@ -1,0 +1,75 @@
+/** Group commit: concurrent sends share transactions, yet each request keeps its own outcome and error. */
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import * as grpc from "@grpc/grpc-js";
+import type { InboxMessage } from "../../client/relay.js";
+import { NotFoundError } from "../../services/common/errors.js";
+import { adminClient } from "../support/admin.js";
+import { DEFAULT_RELAY_OPTIONS, Harness, newRelayKey, unique, type RelayInstance } from "../support/harness.js";
+
+describe("relay group commit", () => {
+  const h = new Harness();
+  let relay: RelayInstance;
+  before(async () => {
+    relay = await h.relay({ databaseUrl: await h.database("relaygc"), bus: await h.nats(), key: newRelayKey() });
+  });
+  after(() => h.cleanup());
+
+  it("commits the good requests of a group and rolls back only the failing one", async () => {
+    const alice = await h.identityWithDevice([relay.address], unique("alice"), unique("a-dev"));
+    const bob = await h.identityWithDevice([relay.address], unique("bob"), unique("b-dev"));
+    const msg = (id: string, to: string) => ({ messageId: id, recipients: [{ kind: "device" as const, id: to }], payload: Buffer.from(id), contentType: "" });
+    const sender = { deviceId: alice.deviceId, identityId: alice.identityId };
+    const results = await relay.service.store.sendMany(
+      [
+        { sender, messages: [msg("g-1", bob.deviceId)] },
+        { sender, messages: [msg("g-2", "no-such-device")] },
+        { sender, messages: [msg("g-3", bob.deviceId), msg("g-4", bob.deviceId)] },
+      ],
+      DEFAULT_RELAY_OPTIONS.limits,
+      Date.now(),
+    );
+    assert.ok(!(results[0] instanceof Error) && results[0]![0]!.queued[0]!.seq === 1);
+    assert.ok(results[1] instanceof NotFoundError);
+    assert.ok(!(results[2] instanceof Error));
+    assert.deepEqual(results[2]!.map((o) => o.queued[0]!.seq), [2, 3]);
+    const got: InboxMessage[] = [];
+    await h.client([relay.address], bob).inbox((m) => void got.push(m));
+    assert.deepEqual(got.map((m) => [m.messageId, m.seq]), [["g-1", 1], ["g-3", 2], ["g-4", 3]]);
+  });
+
+  it("keeps every concurrent sender's messages in its own order and refuses only the bad requests", async () => {
+    const bob = await h.identityWithDevice([relay.address], unique("bob"), unique("b-dev"));
+    const carol = await h.identityWithDevice([relay.address], unique("carol"), unique("c-dev"));
+    const admin = adminClient(h, relay.address);
+    await new Promise((res, rej) => admin.raw.suspendDevice({ deviceId: carol.deviceId }, admin.md, (e) => (e ? rej(e) : res(undefined))));
+    const senders = await Promise.all([0, 1, 2, 3].map((i) => h.identityWithDevice([relay.address], unique(`s${i}`), unique(`s${i}-dev`))));
+    const clients = senders.map((s) => h.client([relay.address], s));
+    // Each sender sends one after another (so its order is defined); the
+    // four senders run at once, more than the groups in flight, so requests group.
+    const outcomes = (
+      await Promise.all(
+        clients.map(async (c, i) => {
+          const mine: PromiseSettledResult<unknown>[] = [];
+          for (let j = 0; j < 25; j++) {
+            const to = [{ deviceId: j % 10 === 9 ? carol.deviceId : bob.deviceId }];
+            mine.push(...(await Promise.allSettled([c.send({ messageId: `s${i}-${j}`, to, payload: Buffer.from(`${i}:${j}`) })])));
+          }
+          return mine;
+        }),
+      )
+    ).flat();
+    const refused = outcomes.filter((o) => o.status === "rejected");
+    assert.equal(refused.length, 4 * 2, "the sends to the suspended device, and only those");
+    for (const r of refused) assert.equal((r as PromiseRejectedResult).reason.code, grpc.status.FAILED_PRECONDITION);
+
+    const got: InboxMessage[] = [];
+    await h.client([relay.address], bob).inbox((m) => void got.push(m));
+    assert.equal(got.length, 4 * 23);
+    assert.deepEqual(got.map((m) => m.seq), Array.from({ length: got.length }, (_, k) => k + 1), "no gaps in the queue's sequence");
+    for (let i = 0; i < 4; i++) {
+      const mine = got.filter((m) => m.senderDeviceId === senders[i]!.deviceId).map((m) => Number(Buffer.from(m.payload).toString().split(":")[1]));
+      assert.deepEqual(mine, [...mine].sort((a, b) => a - b), `sender ${i}'s messages stay in send order`);
+    }
+  });
+});
