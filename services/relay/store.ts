@@ -173,17 +173,14 @@ export class RelayStore {
       const { sender, messages } = requests[0]!;
       return [await this.write((c, ops) => this.sendIn(c, ops, sender, messages, limits, nowMs))];
     }
+    try {
+      return await this.write((c, ops) => this.sendVector(c, ops, requests, limits, nowMs));
+    } catch (err) {
+      if (!(err instanceof QuotaReached)) throw err;
+    }
+    // A queue would pass its quota: find out which requests, one at a time.
     return this.write(async (c, ops) => {
-      // Lock every existing queue row the group touches, in one fixed order,
-      // so that concurrent groups cannot deadlock on each other.
-      const touched = new Map<string, QueueRef>();
-      for (const r of requests) for (const m of r.messages) for (const q of m.recipients) touched.set(queueKey(q), q);
-      const sorted = [...touched.values()].sort((a, b) => KIND_CODE[a.kind] - KIND_CODE[b.kind] || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-      await c.query(
-        `SELECT 1 FROM queues q JOIN unnest($1::smallint[], $2::text[]) AS t(k, i) ON q.kind = t.k AND q.id = t.i
-          ORDER BY q.kind, q.id FOR UPDATE OF q`,
-        [sorted.map((q) => KIND_CODE[q.kind]), sorted.map((q) => q.id)],
-      );
+      await this.lockQueues(c, requests);
       const results: Array<SendOutcome[] | Error> = [];
       for (const { sender, messages } of requests) {
         await c.query("SAVEPOINT parley_send");
@@ -199,6 +196,171 @@ export class RelayStore {
       }
       return results;
     });
+  }
+
+  /** Locks every existing queue row the requests touch, in one fixed order, so concurrent groups cannot deadlock. */
+  private async lockQueues(c: PoolClient, requests: Array<{ messages: OutgoingMessage[] }>): Promise<void> {
+    const touched = new Map<string, QueueRef>();
+    for (const r of requests) for (const m of r.messages) for (const q of m.recipients) touched.set(queueKey(q), q);
+    const sorted = [...touched.values()].sort((a, b) => KIND_CODE[a.kind] - KIND_CODE[b.kind] || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    await c.query(
+      `SELECT 1 FROM queues q JOIN unnest($1::smallint[], $2::text[]) AS t(k, i) ON q.kind = t.k AND q.id = t.i
+        ORDER BY q.kind, q.id FOR UPDATE OF q`,
+      [sorted.map((q) => KIND_CODE[q.kind]), sorted.map((q) => q.id)],
+    );
+  }
+
+  /**
+   * A whole group in a constant number of statements: check the parties,
+   * claim the message ids, then one statement bumps the queues, stores the
+   * entries and the receipts. Throws QuotaReached (rolling everything back)
+   * when a queue would pass its quota.
+   */
+  private async sendVector(c: PoolClient, ops: ChangeOp[], requests: Array<{ sender: Sender; messages: OutgoingMessage[] }>, limits: Limits, nowMs: number): Promise<Array<SendOutcome[] | Error>> {
+    const results: Array<SendOutcome[] | Error | undefined> = requests.map(() => undefined);
+    const found = await this.findParties(c, requests.map((r) => r.sender.deviceId), requests.flatMap((r) => r.messages));
+    requests.forEach((r, i) => {
+      const problem = partyProblem(found, r.sender, r.messages);
+      if (problem) results[i] = problem;
+    });
+    const valid = requests.map((_, i) => i).filter((i) => !results[i]);
+
+    const key = (sender: string, mid: string) => `${sender}\u0000${mid}`;
+    const claimRows = valid.flatMap((i) => requests[i]!.messages.map((m) => [requests[i]!.sender.deviceId, m.messageId] as const));
+    const fresh = new Set<string>();
+    if (claimRows.length) {
+      const { rows } = await c.query<{ sender_device: string; message_id: string }>(
+        `INSERT INTO sent_messages (sender_device, message_id, accepted_at_ms)
+         SELECT sd, mid, $3 FROM unnest($1::text[], $2::text[]) AS t(sd, mid)
+         ON CONFLICT DO NOTHING RETURNING sender_device, message_id`,
+        [claimRows.map((r) => r[0]), claimRows.map((r) => r[1]), nowMs],
+      );
+      for (const r of rows) fresh.add(key(r.sender_device, r.message_id));
+    }
+    // The first request of the group with an id queues it; later ones with the
+    // same id, and ids accepted before this group, are duplicates.
+    const toQueue = new Map<number, OutgoingMessage[]>();
+    const earlier: Array<[string, string]> = [];
+    for (const i of valid) {
+      const { sender, messages } = requests[i]!;
+      const mine: OutgoingMessage[] = [];
+      for (const m of messages) {
+        const k = key(sender.deviceId, m.messageId);
+        if (fresh.delete(k)) mine.push(m);
+        else earlier.push([sender.deviceId, m.messageId]);
+      }
+      toQueue.set(i, mine);
+    }
+    const previous = new Map<string, SendOutcome>();
+    if (earlier.length) {
+      const { rows } = await c.query<{ sender_device: string; message_id: string; accepted_at_ms: number; queued: SendOutcome["queued"] | null }>(
+        `SELECT s.sender_device, s.message_id, s.accepted_at_ms, s.queued FROM sent_messages s
+           JOIN unnest($1::text[], $2::text[]) AS t(sd, mid) ON s.sender_device = t.sd AND s.message_id = t.mid`,
+        [earlier.map((e) => e[0]), earlier.map((e) => e[1])],
+      );
+      for (const r of rows) previous.set(key(r.sender_device, r.message_id), { messageId: r.message_id, duplicate: true, acceptedAtMs: r.accepted_at_ms, queued: r.queued ?? [] });
+    }
+
+    const perQueue = new Map<string, { queue: QueueRef; count: number; bytes: number }>();
+    for (const [, messages] of toQueue) {
+      for (const m of messages) {
+        for (const q of m.recipients) {
+          const agg = perQueue.get(queueKey(q)) ?? { queue: q, count: 0, bytes: 0 };
+          agg.count++;
+          agg.bytes += m.payload.length;
+          perQueue.set(queueKey(q), agg);
+        }
+      }
+    }
+    const queueStates: QueueState[] = [];
+    const nextSeq = new Map<string, number>();
+    if (perQueue.size) {
+      const bumps = [...perQueue.values()].sort((a, b) => (queueKey(a.queue) < queueKey(b.queue) ? -1 : 1));
+      const ordinal = new Map<string, number>();
+      const cols = { kind: [] as number[], queue: [] as string[], ord: [] as number[], cnt: [] as number[], rord: [] as number[], mid: [] as string[], payload: [] as Buffer[], ctype: [] as string[], size: [] as number[], sd: [] as string[], si: [] as string[] };
+      for (const [i, messages] of toQueue) {
+        const { sender } = requests[i]!;
+        for (const m of messages) {
+          m.recipients.forEach((q, r) => {
+            const ord = (ordinal.get(queueKey(q)) ?? 0) + 1;
+            ordinal.set(queueKey(q), ord);
+            cols.kind.push(KIND_CODE[q.kind]);
+            cols.queue.push(q.id);
+            cols.ord.push(ord);
+            cols.cnt.push(perQueue.get(queueKey(q))!.count);
+            cols.rord.push(r);
+            cols.mid.push(m.messageId);
+            cols.payload.push(Buffer.from(m.payload));
+            cols.ctype.push(m.contentType);
+            cols.size.push(m.payload.length);
+            cols.sd.push(sender.deviceId);
+            cols.si.push(sender.identityId);
+          });
+        }
+      }
+      const { rows } = await c.query<{ kind: number; id: string; last_seq: number; depth: number; bytes: number }>(
+        `WITH bumped AS (
+           INSERT INTO queues AS q (kind, id, last_seq, depth, bytes)
+           SELECT * FROM unnest($1::smallint[], $2::text[], $3::bigint[], $3::bigint[], $4::bigint[])
+           ON CONFLICT (kind, id) DO UPDATE SET last_seq = q.last_seq + EXCLUDED.last_seq,
+             depth = q.depth + EXCLUDED.depth, bytes = q.bytes + EXCLUDED.bytes
+           RETURNING kind, id, last_seq, depth, bytes),
+         input AS (
+           SELECT * FROM unnest($5::smallint[], $6::text[], $7::int[], $8::int[], $9::int[], $10::text[], $11::text[], $12::bytea[], $13::int[], $14::text[], $15::text[])
+             AS t(k, q, ord, cnt, rord, mid, ct, p, sz, sd, si)),
+         ins AS (
+           INSERT INTO entries (kind, queue_id, seq, message_id, sender_device, sender_identity, content_type, payload, size, enqueued_at_ms)
+           SELECT i.k, i.q, b.last_seq - i.cnt + i.ord, i.mid, i.sd, i.si, i.ct, i.p, i.sz, $16
+             FROM input i JOIN bumped b ON b.kind = i.k AND b.id = i.q
+           RETURNING kind, queue_id, seq, message_id, sender_device),
+         receipts AS (
+           UPDATE sent_messages s SET queued = v.queued
+             FROM (SELECT x.sender_device, x.message_id,
+                          jsonb_agg(jsonb_build_object('queue', jsonb_build_object('kind', CASE x.kind WHEN 1 THEN 'device' ELSE 'identity' END, 'id', x.queue_id), 'seq', x.seq) ORDER BY i.rord) AS queued
+                     FROM ins x JOIN input i ON i.sd = x.sender_device AND i.mid = x.message_id AND i.k = x.kind AND i.q = x.queue_id
+                    GROUP BY x.sender_device, x.message_id) v
+            WHERE s.sender_device = v.sender_device AND s.message_id = v.message_id)
+         SELECT kind, id, last_seq, depth, bytes FROM bumped`,
+        [
+          bumps.map((b) => KIND_CODE[b.queue.kind]), bumps.map((b) => b.queue.id), bumps.map((b) => b.count), bumps.map((b) => b.bytes),
+          cols.kind, cols.queue, cols.ord, cols.cnt, cols.rord, cols.mid, cols.ctype, cols.payload, cols.size, cols.sd, cols.si, nowMs,
+        ],
+      );
+      for (const r of rows) {
+        if (r.depth > limits.maxQueueMessages || r.bytes > limits.maxQueueBytes) throw new QuotaReached();
+        queueStates.push([r.kind, r.id, r.last_seq, r.depth, r.bytes]);
+        const queue = { kind: KIND_NAME[r.kind]!, id: r.id };
+        nextSeq.set(queueKey(queue), r.last_seq - perQueue.get(queueKey(queue))!.count + 1);
+      }
+    }
+
+    const firstOutcome = new Map<string, SendOutcome>();
+    for (const [i, messages] of toQueue) {
+      const { sender } = requests[i]!;
+      const outcomes = new Map<string, SendOutcome>();
+      for (const m of messages) {
+        const queued = m.recipients.map((q) => {
+          const seq = nextSeq.get(queueKey(q))!;
+          nextSeq.set(queueKey(q), seq + 1);
+          return { queue: q, seq };
+        });
+        const o = { messageId: m.messageId, duplicate: false, acceptedAtMs: nowMs, queued };
+        outcomes.set(m.messageId, o);
+        firstOutcome.set(key(sender.deviceId, m.messageId), o);
+      }
+      if (this.journal && messages.length) ops.push(sendChange(sender, messages, outcomes, queueStates, nowMs));
+    }
+    for (const i of valid) {
+      const { sender, messages } = requests[i]!;
+      const queuedHere = new Set(toQueue.get(i)!.map((m) => m.messageId));
+      results[i] = messages.map((m) => {
+        const k = key(sender.deviceId, m.messageId);
+        if (queuedHere.has(m.messageId)) return firstOutcome.get(k)!;
+        const first = firstOutcome.get(k);
+        return first ? { ...first, duplicate: true } : previous.get(k)!;
+      });
+    }
+    return results as Array<SendOutcome[] | Error>;
   }
 
   /** One request's part of a send transaction; records its change in ops only once it has succeeded. */
@@ -318,7 +480,13 @@ export class RelayStore {
 
   /** The sender must be active; every recipient must exist; devices must not be suspended. */
   private async checkParties(c: PoolClient, sender: Sender, messages: OutgoingMessage[]): Promise<void> {
-    const deviceIds = new Set([sender.deviceId]);
+    const problem = partyProblem(await this.findParties(c, [sender.deviceId], messages), sender, messages);
+    if (problem) throw problem;
+  }
+
+  /** The devices (with their suspension) and identities among senders and recipients that exist. */
+  private async findParties(c: PoolClient, senderDevices: string[], messages: OutgoingMessage[]): Promise<Parties> {
+    const deviceIds = new Set(senderDevices);
     const identityIds = new Set<string>();
     for (const m of messages) for (const q of m.recipients) (q.kind === "device" ? deviceIds : identityIds).add(q.id);
     const { rows } = await c.query<{ kind: string; id: string; suspended: boolean }>(
@@ -326,14 +494,7 @@ export class RelayStore {
        UNION ALL SELECT 'identity', id, false FROM identities WHERE id = ANY($2)`,
       [[...deviceIds], [...identityIds]],
     );
-    const found = new Map(rows.map((r) => [`${r.kind}:${r.id}`, r]));
-    if (found.get(`device:${sender.deviceId}`)?.suspended) throw new FailedPreconditionError(`device '${sender.deviceId}' is suspended`);
-    for (const id of deviceIds) {
-      const r = found.get(`device:${id}`);
-      if (!r) throw new NotFoundError(`unknown device '${id}'`);
-      if (r.suspended && id !== sender.deviceId) throw new FailedPreconditionError(`device '${id}' is suspended: nothing is queued for it`);
-    }
-    for (const id of identityIds) if (!found.has(`identity:${id}`)) throw new NotFoundError(`unknown identity '${id}'`);
+    return new Map(rows.map((r) => [`${r.kind}:${r.id}`, r.suspended]));
   }
 
   async readEntries(queue: QueueRef, afterSeq: number, limit: number): Promise<StoredEntry[]> {
@@ -544,6 +705,25 @@ export class RelayStore {
 }
 
 /** The replicated form of one send transaction: payloads once, entries by index. */
+/** `kind:id` → suspended, for the parties that exist. */
+type Parties = Map<string, boolean>;
+
+function partyProblem(found: Parties, sender: Sender, messages: OutgoingMessage[]): Error | undefined {
+  if (found.get(`device:${sender.deviceId}`)) return new FailedPreconditionError(`device '${sender.deviceId}' is suspended`);
+  for (const m of messages) {
+    for (const q of m.recipients) {
+      const suspended = found.get(`${q.kind}:${q.id}`);
+      if (suspended === undefined) return new NotFoundError(`unknown ${q.kind} '${q.id}'`);
+      if (suspended && q.id !== sender.deviceId) return new FailedPreconditionError(`device '${q.id}' is suspended: nothing is queued for it`);
+    }
+  }
+  if (!found.has(`device:${sender.deviceId}`)) return new NotFoundError(`unknown device '${sender.deviceId}'`);
+  return undefined;
+}
+
+/** A group would pass a queue quota: it is redone request by request to find which. */
+class QuotaReached extends Error {}
+
 function sendChange(sender: Sender, toQueue: OutgoingMessage[], outcomes: Map<string, SendOutcome>, queues: QueueState[], nowMs: number): ChangeOp {
   const payloads: string[] = [];
   const entries: Array<{ kind: number; queueId: string; seq: number; messageId: string; contentType: string; payload: number; size: number }> = [];

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import type { InboxMessage } from "../../client/relay.js";
-import { NotFoundError } from "../../services/common/errors.js";
+import { NotFoundError, ResourceExhaustedError } from "../../services/common/errors.js";
 import { adminClient } from "../support/admin.js";
 import { DEFAULT_RELAY_OPTIONS, Harness, newRelayKey, unique, type RelayInstance } from "../support/harness.js";
 
@@ -36,6 +36,23 @@ describe("relay group commit", () => {
     const got: InboxMessage[] = [];
     await h.client([relay.address], bob).inbox((m) => void got.push(m));
     assert.deepEqual(got.map((m) => [m.messageId, m.seq]), [["g-1", 1], ["g-3", 2], ["g-4", 3]]);
+  });
+
+  it("queues an id used twice in one group once, and finds the request that would pass a quota", async () => {
+    const alice = await h.identityWithDevice([relay.address], unique("alice"), unique("a-dev"));
+    const bob = await h.identityWithDevice([relay.address], unique("bob"), unique("b-dev"));
+    const sender = { deviceId: alice.deviceId, identityId: alice.identityId };
+    const msg = (id: string) => ({ messageId: id, recipients: [{ kind: "device" as const, id: bob.deviceId }], payload: Buffer.from(id), contentType: "" });
+    const twice = await relay.service.store.sendMany([{ sender, messages: [msg("d-1")] }, { sender, messages: [msg("d-1"), msg("d-2")] }], DEFAULT_RELAY_OPTIONS.limits, Date.now());
+    assert.deepEqual(twice.map((r) => (r as Array<{ duplicate: boolean; queued: Array<{ seq: number }> }>).map((o) => [o.duplicate, o.queued[0]!.seq])), [[[false, 1]], [[true, 1], [false, 2]]]);
+
+    const tight = { ...DEFAULT_RELAY_OPTIONS.limits, maxQueueMessages: 3 };
+    const quota = await relay.service.store.sendMany([{ sender, messages: [msg("q-1")] }, { sender, messages: [msg("q-2")] }], tight, Date.now());
+    assert.ok(!(quota[0] instanceof Error), "the queue's third message fits");
+    assert.ok(quota[1] instanceof ResourceExhaustedError, "the fourth does not");
+    const got: InboxMessage[] = [];
+    await h.client([relay.address], bob).inbox((m) => void got.push(m));
+    assert.deepEqual(got.map((m) => m.messageId), ["d-1", "d-2", "q-1"]);
   });
 
   it("keeps every concurrent sender's messages in its own order and refuses only the bad requests", async () => {
