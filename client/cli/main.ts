@@ -15,6 +15,8 @@ import { channelConfigSpec } from "../../services/channel/config.js";
 import { runChannel } from "../../services/channel/main.js";
 import { filesConfigSpec } from "../../services/files/config.js";
 import { runFiles } from "../../services/files/main.js";
+import { operatorConfigSpec } from "../../operator/config.js";
+import { runOperator } from "../../operator/main.js";
 import { lookupConfigSpec } from "../../services/lookup/config.js";
 import { runLookup } from "../../services/lookup/main.js";
 import { relayConfigSpec } from "../../services/relay/config.js";
@@ -37,6 +39,7 @@ const SERVICES: Record<string, { spec: Record<string, any>; title: string; run: 
   channel: { spec: channelConfigSpec, title: "parley channel", run: runChannel },
   lookup: { spec: lookupConfigSpec, title: "parley lookup", run: runLookup },
   files: { spec: filesConfigSpec, title: "parley files", run: runFiles },
+  operator: { spec: operatorConfigSpec, title: "parley operator", run: runOperator },
   up: { spec: upConfigSpec, title: "parley up", run: runUp },
 };
 

@@ -1,0 +1,3 @@
+/** Pure builders of the objects the operator owns. */
+export * from "./meta.js";
+export * from "./relay.js";
