@@ -11,19 +11,15 @@
  */
 import { Command } from "commander";
 import { describeConfig, loadConfig } from "../../services/common/config.js";
-import { channelConfigSpec } from "../../services/channel/config.js";
 import { runChannel } from "../../services/channel/main.js";
-import { filesConfigSpec } from "../../services/files/config.js";
 import { runFiles } from "../../services/files/main.js";
-import { operatorConfigSpec } from "../../operator/config.js";
 import { runOperator } from "../../operator/main.js";
-import { lookupConfigSpec } from "../../services/lookup/config.js";
 import { runLookup } from "../../services/lookup/main.js";
-import { relayConfigSpec } from "../../services/relay/config.js";
 import { runRelay } from "../../services/relay/main.js";
 import { upConfigSpec } from "../../services/up/config.js";
 import { startUp } from "../../services/up/up.js";
 import { describeError } from "./context.js";
+import { SERVICE_SPECS, specOf, type ServiceName } from "./service-specs.js";
 import * as identity from "./commands/identity.js";
 import * as inbox from "./commands/inbox.js";
 import * as relayAdmin from "./commands/relay-admin.js";
@@ -33,14 +29,14 @@ import * as workspace from "./commands/workspace.js";
 
 const COMMANDS = [identity, send, inbox, relayAdmin, chat, workspace];
 
-/** Service commands take their validated flags straight from the config spec. */
-const SERVICES: Record<string, { spec: Record<string, any>; title: string; run: (argv: string[]) => Promise<unknown> }> = {
-  relay: { spec: relayConfigSpec, title: "parley relay", run: runRelay },
-  channel: { spec: channelConfigSpec, title: "parley channel", run: runChannel },
-  lookup: { spec: lookupConfigSpec, title: "parley lookup", run: runLookup },
-  files: { spec: filesConfigSpec, title: "parley files", run: runFiles },
-  operator: { spec: operatorConfigSpec, title: "parley operator", run: runOperator },
-  up: { spec: upConfigSpec, title: "parley up", run: runUp },
+/** Service commands take their validated flags straight from the config spec (service-specs.ts). */
+const RUNNERS: Record<ServiceName, (argv: string[]) => Promise<unknown>> = {
+  relay: runRelay,
+  channel: runChannel,
+  lookup: runLookup,
+  files: runFiles,
+  operator: runOperator,
+  up: runUp,
 };
 
 async function runUp(argv: string[]): Promise<void> {
@@ -75,7 +71,7 @@ function program(): Command {
   p.command("config-reference")
     .description("print the configuration reference (Markdown)")
     .action(() => {
-      for (const s of Object.values(SERVICES)) console.log(describeConfig(s.title, s.spec));
+      for (const name of Object.keys(SERVICE_SPECS) as ServiceName[]) console.log(describeConfig(SERVICE_SPECS[name].title, specOf(name)));
     });
   for (const c of COMMANDS) c.register(p);
   return p;
@@ -83,10 +79,10 @@ function program(): Command {
 
 async function main(argv: string[]): Promise<void> {
   const [first, second] = argv;
-  const service = first ? SERVICES[first] : undefined;
-  if (service && (first === "up" || !relayAdmin.ADMIN_VERBS.has(second ?? ""))) {
-    if (second === "--help-config") return void console.log(describeConfig(service.title, service.spec));
-    await service.run(argv.slice(1));
+  const service = first && Object.hasOwn(SERVICE_SPECS, first) ? (first as ServiceName) : undefined;
+  if (service && (service === "up" || !relayAdmin.ADMIN_VERBS.has(second ?? ""))) {
+    if (second === "--help-config") return void console.log(describeConfig(SERVICE_SPECS[service].title, specOf(service)));
+    await RUNNERS[service](argv.slice(1));
     return;
   }
   await program().parseAsync(argv, { from: "user" });
