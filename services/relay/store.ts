@@ -3,7 +3,7 @@
  * service layer above does validation, signatures and wake-ups.
  */
 import { tx, type Pool, type PoolClient } from "../common/db.js";
-import { AlreadyExistsError, FailedPreconditionError, ParleyError, NotFoundError, OutOfRangeError, ResourceExhaustedError } from "../common/errors.js";
+import { AlreadyExistsError, FailedPreconditionError, NotFoundError, OutOfRangeError, ResourceExhaustedError } from "../common/errors.js";
 import {
   KIND_CODE,
   KIND_NAME,
@@ -164,34 +164,30 @@ export class RelayStore {
 
   /**
    * Several senders' requests in one transaction (group commit): one commit,
-   * and each queue row locked once for all of them. A request that fails
-   * (unknown recipient, full queue) is rolled back to its savepoint and gets
-   * its error; the others are committed.
+   * each queue row locked once for all of them, and a constant number of
+   * statements. A request that fails (unknown recipient, suspended device,
+   * full queue) gets its error; the others are committed.
    */
-  async sendMany(requests: Array<{ sender: Sender; messages: OutgoingMessage[] }>, limits: Limits, nowMs: number): Promise<Array<SendOutcome[] | Error>> {
-    if (requests.length === 1) {
-      const { sender, messages } = requests[0]!;
-      return [await this.write((c, ops) => this.sendIn(c, ops, sender, messages, limits, nowMs))];
-    }
+  async sendMany(requests: SendRequest[], limits: Limits, nowMs: number): Promise<Array<SendOutcome[] | Error>> {
     try {
-      return await this.write((c, ops) => this.sendVector(c, ops, requests, limits, nowMs));
+      return await this.write((c, ops) => this.enqueue(c, ops, requests, limits, nowMs));
     } catch (err) {
       if (!(err instanceof QuotaReached)) throw err;
+      if (requests.length === 1) throw err.refusal(limits);
     }
     // A queue would pass its quota: find out which requests, one at a time.
     return this.write(async (c, ops) => {
       await this.lockQueues(c, requests);
       const results: Array<SendOutcome[] | Error> = [];
-      for (const { sender, messages } of requests) {
+      for (const request of requests) {
         await c.query("SAVEPOINT parley_send");
         try {
-          results.push(await this.sendIn(c, ops, sender, messages, limits, nowMs));
+          results.push((await this.enqueue(c, ops, [request], limits, nowMs))[0]!);
           await c.query("RELEASE SAVEPOINT parley_send");
         } catch (err) {
-          const code = (err as { code?: string }).code;
-          if (code === "40001" || code === "40P01" || !(err instanceof ParleyError)) throw err; // the whole group retries or fails
+          if (!(err instanceof QuotaReached)) throw err;
           await c.query("ROLLBACK TO SAVEPOINT parley_send");
-          results.push(err);
+          results.push(err.refusal(limits));
         }
       }
       return results;
@@ -199,7 +195,7 @@ export class RelayStore {
   }
 
   /** Locks every existing queue row the requests touch, in one fixed order, so concurrent groups cannot deadlock. */
-  private async lockQueues(c: PoolClient, requests: Array<{ messages: OutgoingMessage[] }>): Promise<void> {
+  private async lockQueues(c: PoolClient, requests: SendRequest[]): Promise<void> {
     const touched = new Map<string, QueueRef>();
     for (const r of requests) for (const m of r.messages) for (const q of m.recipients) touched.set(queueKey(q), q);
     const sorted = [...touched.values()].sort((a, b) => KIND_CODE[a.kind] - KIND_CODE[b.kind] || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
@@ -211,46 +207,47 @@ export class RelayStore {
   }
 
   /**
-   * A whole group in a constant number of statements: check the parties,
-   * claim the message ids, then one statement bumps the queues, stores the
-   * entries and the receipts. Throws QuotaReached (rolling everything back)
-   * when a queue would pass its quota.
+   * The requests in a constant number of statements: claim the message ids,
+   * check the parties of the new messages, then one statement bumps the
+   * queues, stores the entries and the receipts. Throws QuotaReached (the
+   * caller rolls back) when a queue would pass its quota.
    */
-  private async sendVector(c: PoolClient, ops: ChangeOp[], requests: Array<{ sender: Sender; messages: OutgoingMessage[] }>, limits: Limits, nowMs: number): Promise<Array<SendOutcome[] | Error>> {
-    const results: Array<SendOutcome[] | Error | undefined> = requests.map(() => undefined);
-    const found = await this.findParties(c, requests.map((r) => r.sender.deviceId), requests.flatMap((r) => r.messages));
-    requests.forEach((r, i) => {
-      const problem = partyProblem(found, r.sender, r.messages);
-      if (problem) results[i] = problem;
-    });
-    const valid = requests.map((_, i) => i).filter((i) => !results[i]);
-
+  private async enqueue(c: PoolClient, ops: ChangeOp[], requests: SendRequest[], limits: Limits, nowMs: number): Promise<Array<SendOutcome[] | Error>> {
     const key = (sender: string, mid: string) => `${sender}\u0000${mid}`;
-    const claimRows = valid.flatMap((i) => requests[i]!.messages.map((m) => [requests[i]!.sender.deviceId, m.messageId] as const));
-    const fresh = new Set<string>();
-    if (claimRows.length) {
-      const { rows } = await c.query<{ sender_device: string; message_id: string }>(
-        `INSERT INTO sent_messages (sender_device, message_id, accepted_at_ms)
-         SELECT sd, mid, $3 FROM unnest($1::text[], $2::text[]) AS t(sd, mid)
-         ON CONFLICT DO NOTHING RETURNING sender_device, message_id`,
-        [claimRows.map((r) => r[0]), claimRows.map((r) => r[1]), nowMs],
-      );
-      for (const r of rows) fresh.add(key(r.sender_device, r.message_id));
-    }
+    const claimRows = requests.flatMap((r) => r.messages.map((m) => [r.sender.deviceId, m.messageId] as const));
+    const { rows: claimed } = await c.query<{ sender_device: string; message_id: string }>(
+      `INSERT INTO sent_messages (sender_device, message_id, accepted_at_ms)
+       SELECT sd, mid, $3 FROM unnest($1::text[], $2::text[]) AS t(sd, mid)
+       ON CONFLICT DO NOTHING RETURNING sender_device, message_id`,
+      [claimRows.map((r) => r[0]), claimRows.map((r) => r[1]), nowMs],
+    );
+    const fresh = new Set(claimed.map((r) => key(r.sender_device, r.message_id)));
     // The first request of the group with an id queues it; later ones with the
     // same id, and ids accepted before this group, are duplicates.
-    const toQueue = new Map<number, OutgoingMessage[]>();
-    const earlier: Array<[string, string]> = [];
-    for (const i of valid) {
-      const { sender, messages } = requests[i]!;
-      const mine: OutgoingMessage[] = [];
-      for (const m of messages) {
-        const k = key(sender.deviceId, m.messageId);
-        if (fresh.delete(k)) mine.push(m);
-        else earlier.push([sender.deviceId, m.messageId]);
-      }
-      toQueue.set(i, mine);
+    const toQueue = requests.map((r) => r.messages.filter((m) => fresh.delete(key(r.sender.deviceId, m.messageId))));
+
+    // Only new messages need their parties: a resend gets its first receipt.
+    const results: Array<SendOutcome[] | Error | undefined> = requests.map(() => undefined);
+    const found = await this.findParties(c, requests.map((r) => r.sender.deviceId), toQueue.flat());
+    const failedKeys = new Map<string, Error>();
+    requests.forEach((r, i) => {
+      const problem = partyProblem(found, r.sender, toQueue[i]!);
+      if (!problem) return;
+      results[i] = problem;
+      for (const m of toQueue[i]!) failedKeys.set(key(r.sender.deviceId, m.messageId), problem);
+      toQueue[i] = [];
+    });
+    if (failedKeys.size) {
+      const released = [...failedKeys.keys()].map((k) => k.split("\u0000") as [string, string]);
+      await c.query(
+        `DELETE FROM sent_messages s USING unnest($1::text[], $2::text[]) AS t(sd, mid) WHERE s.sender_device = t.sd AND s.message_id = t.mid`,
+        [released.map((k) => k[0]), released.map((k) => k[1])],
+      );
     }
+
+    const earlier = requests.flatMap((r, i) =>
+      results[i] ? [] : r.messages.filter((m) => !toQueue[i]!.includes(m)).map((m) => [r.sender.deviceId, m.messageId] as const),
+    );
     const previous = new Map<string, SendOutcome>();
     if (earlier.length) {
       const { rows } = await c.query<{ sender_device: string; message_id: string; accepted_at_ms: number; queued: SendOutcome["queued"] | null }>(
@@ -262,25 +259,25 @@ export class RelayStore {
     }
 
     const perQueue = new Map<string, { queue: QueueRef; count: number; bytes: number }>();
-    for (const [, messages] of toQueue) {
-      for (const m of messages) {
-        for (const q of m.recipients) {
-          const agg = perQueue.get(queueKey(q)) ?? { queue: q, count: 0, bytes: 0 };
-          agg.count++;
-          agg.bytes += m.payload.length;
-          perQueue.set(queueKey(q), agg);
-        }
+    for (const m of toQueue.flat()) {
+      for (const q of m.recipients) {
+        const agg = perQueue.get(queueKey(q)) ?? { queue: q, count: 0, bytes: 0 };
+        agg.count++;
+        agg.bytes += m.payload.length;
+        perQueue.set(queueKey(q), agg);
       }
     }
     const queueStates: QueueState[] = [];
     const nextSeq = new Map<string, number>();
     if (perQueue.size) {
+      // Bumping the queues takes their row locks, in a fixed order so
+      // concurrent senders cannot deadlock; one statement also stores the
+      // entries and the receipts, so the locks are held only until COMMIT.
       const bumps = [...perQueue.values()].sort((a, b) => (queueKey(a.queue) < queueKey(b.queue) ? -1 : 1));
       const ordinal = new Map<string, number>();
       const cols = { kind: [] as number[], queue: [] as string[], ord: [] as number[], cnt: [] as number[], rord: [] as number[], mid: [] as string[], payload: [] as Buffer[], ctype: [] as string[], size: [] as number[], sd: [] as string[], si: [] as string[] };
-      for (const [i, messages] of toQueue) {
-        const { sender } = requests[i]!;
-        for (const m of messages) {
+      requests.forEach(({ sender }, i) => {
+        for (const m of toQueue[i]!) {
           m.recipients.forEach((q, r) => {
             const ord = (ordinal.get(queueKey(q)) ?? 0) + 1;
             ordinal.set(queueKey(q), ord);
@@ -297,7 +294,7 @@ export class RelayStore {
             cols.si.push(sender.identityId);
           });
         }
-      }
+      });
       const { rows } = await c.query<{ kind: number; id: string; last_seq: number; depth: number; bytes: number }>(
         `WITH bumped AS (
            INSERT INTO queues AS q (kind, id, last_seq, depth, bytes)
@@ -327,18 +324,17 @@ export class RelayStore {
         ],
       );
       for (const r of rows) {
-        if (r.depth > limits.maxQueueMessages || r.bytes > limits.maxQueueBytes) throw new QuotaReached();
-        queueStates.push([r.kind, r.id, r.last_seq, r.depth, r.bytes]);
         const queue = { kind: KIND_NAME[r.kind]!, id: r.id };
+        if (r.depth > limits.maxQueueMessages || r.bytes > limits.maxQueueBytes) throw new QuotaReached(queue);
+        queueStates.push([r.kind, r.id, r.last_seq, r.depth, r.bytes]);
         nextSeq.set(queueKey(queue), r.last_seq - perQueue.get(queueKey(queue))!.count + 1);
       }
     }
 
     const firstOutcome = new Map<string, SendOutcome>();
-    for (const [i, messages] of toQueue) {
-      const { sender } = requests[i]!;
+    requests.forEach(({ sender }, i) => {
       const outcomes = new Map<string, SendOutcome>();
-      for (const m of messages) {
+      for (const m of toQueue[i]!) {
         const queued = m.recipients.map((q) => {
           const seq = nextSeq.get(queueKey(q))!;
           nextSeq.set(queueKey(q), seq + 1);
@@ -348,140 +344,22 @@ export class RelayStore {
         outcomes.set(m.messageId, o);
         firstOutcome.set(key(sender.deviceId, m.messageId), o);
       }
-      if (this.journal && messages.length) ops.push(sendChange(sender, messages, outcomes, queueStates, nowMs));
-    }
-    for (const i of valid) {
-      const { sender, messages } = requests[i]!;
-      const queuedHere = new Set(toQueue.get(i)!.map((m) => m.messageId));
-      results[i] = messages.map((m) => {
+      if (this.journal && outcomes.size) ops.push(sendChange(sender, toQueue[i]!, outcomes, queueStates, nowMs));
+    });
+    return requests.map(({ sender, messages }, i) => {
+      if (results[i]) return results[i]!;
+      const mine = new Set(toQueue[i]);
+      const outcomes: SendOutcome[] = [];
+      for (const m of messages) {
         const k = key(sender.deviceId, m.messageId);
-        if (queuedHere.has(m.messageId)) return firstOutcome.get(k)!;
         const first = firstOutcome.get(k);
-        return first ? { ...first, duplicate: true } : previous.get(k)!;
-      });
-    }
-    return results as Array<SendOutcome[] | Error>;
-  }
-
-  /** One request's part of a send transaction; records its change in ops only once it has succeeded. */
-  private async sendIn(c: PoolClient, ops: ChangeOp[], sender: Sender, messages: OutgoingMessage[], limits: Limits, nowMs: number): Promise<SendOutcome[]> {
-    const ids = messages.map((m) => m.messageId);
-    const fresh = await c.query<{ message_id: string }>(
-      `INSERT INTO sent_messages (sender_device, message_id, accepted_at_ms)
-       SELECT $1, id, $3 FROM unnest($2::text[]) AS id
-       ON CONFLICT DO NOTHING RETURNING message_id`,
-      [sender.deviceId, ids, nowMs],
-    );
-    const isFresh = new Set(fresh.rows.map((r) => r.message_id));
-    const previous = await this.previousOutcomes(c, sender.deviceId, ids.filter((id) => !isFresh.has(id)));
-    const toQueue = messages.filter((m) => isFresh.has(m.messageId));
-
-    await this.checkParties(c, sender, toQueue);
-
-    // Bump each touched queue once, in a fixed order so concurrent senders
-    // lock queue rows in the same order and cannot deadlock each other.
-    const perQueue = new Map<string, { queue: QueueRef; count: number; bytes: number }>();
-    for (const m of toQueue) {
-      for (const q of m.recipients) {
-        const agg = perQueue.get(queueKey(q)) ?? { queue: q, count: 0, bytes: 0 };
-        agg.count++;
-        agg.bytes += m.payload.length;
-        perQueue.set(queueKey(q), agg);
+        if (mine.has(m)) outcomes.push(first!);
+        else if (first) outcomes.push({ ...first, duplicate: true });
+        else if (previous.has(k)) outcomes.push(previous.get(k)!);
+        else return failedKeys.get(k)!; // its first request in this group was refused
       }
-    }
-    const bumps = [...perQueue.values()].sort((a, b) => (queueKey(a.queue) < queueKey(b.queue) ? -1 : 1));
-    // Every entry's place in its queue's run of new sequence numbers.
-    const ordinal = new Map<string, number>();
-    const cols = { kind: [] as number[], queue: [] as string[], ord: [] as number[], cnt: [] as number[], rord: [] as number[], mid: [] as string[], payload: [] as Buffer[], ctype: [] as string[], size: [] as number[] };
-    for (const m of toQueue) {
-      m.recipients.forEach((q, i) => {
-        const ord = (ordinal.get(queueKey(q)) ?? 0) + 1;
-        ordinal.set(queueKey(q), ord);
-        cols.kind.push(KIND_CODE[q.kind]);
-        cols.queue.push(q.id);
-        cols.ord.push(ord);
-        cols.cnt.push(perQueue.get(queueKey(q))!.count);
-        cols.rord.push(i);
-        cols.mid.push(m.messageId);
-        cols.payload.push(Buffer.from(m.payload));
-        cols.ctype.push(m.contentType);
-        cols.size.push(m.payload.length);
-      });
-    }
-    const queueStates: QueueState[] = [];
-    const nextSeq = new Map<string, number>();
-    if (bumps.length) {
-      // One statement bumps the queues (taking their row locks, in a fixed
-      // order so concurrent senders cannot deadlock), stores the entries and
-      // the receipts: the locks are then held only until COMMIT, not across
-      // further round trips.
-      const { rows } = await c.query<{ kind: number; id: string; last_seq: number; depth: number; bytes: number }>(
-        `WITH bumped AS (
-           INSERT INTO queues AS q (kind, id, last_seq, depth, bytes)
-           SELECT * FROM unnest($1::smallint[], $2::text[], $3::bigint[], $3::bigint[], $4::bigint[])
-           ON CONFLICT (kind, id) DO UPDATE SET last_seq = q.last_seq + EXCLUDED.last_seq,
-             depth = q.depth + EXCLUDED.depth, bytes = q.bytes + EXCLUDED.bytes
-           RETURNING kind, id, last_seq, depth, bytes),
-         input AS (
-           SELECT * FROM unnest($5::smallint[], $6::text[], $7::int[], $8::int[], $9::int[], $10::text[], $11::text[], $12::bytea[], $13::int[])
-             AS t(k, q, ord, cnt, rord, mid, ct, p, sz)),
-         ins AS (
-           INSERT INTO entries (kind, queue_id, seq, message_id, sender_device, sender_identity, content_type, payload, size, enqueued_at_ms)
-           SELECT i.k, i.q, b.last_seq - i.cnt + i.ord, i.mid, $14, $15, i.ct, i.p, i.sz, $16
-             FROM input i JOIN bumped b ON b.kind = i.k AND b.id = i.q
-           RETURNING kind, queue_id, seq, message_id),
-         receipts AS (
-           UPDATE sent_messages s SET queued = v.queued
-             FROM (SELECT x.message_id,
-                          jsonb_agg(jsonb_build_object('queue', jsonb_build_object('kind', CASE x.kind WHEN 1 THEN 'device' ELSE 'identity' END, 'id', x.queue_id), 'seq', x.seq) ORDER BY i.rord) AS queued
-                     FROM ins x JOIN input i ON i.mid = x.message_id AND i.k = x.kind AND i.q = x.queue_id
-                    GROUP BY x.message_id) v
-            WHERE s.sender_device = $14 AND s.message_id = v.message_id)
-         SELECT kind, id, last_seq, depth, bytes FROM bumped`,
-        [
-          bumps.map((b) => KIND_CODE[b.queue.kind]), bumps.map((b) => b.queue.id), bumps.map((b) => b.count), bumps.map((b) => b.bytes),
-          cols.kind, cols.queue, cols.ord, cols.cnt, cols.rord, cols.mid, cols.ctype, cols.payload, cols.size,
-          sender.deviceId, sender.identityId, nowMs,
-        ],
-      );
-      for (const r of rows) {
-        const queue = { kind: KIND_NAME[r.kind]!, id: r.id };
-        if (r.depth > limits.maxQueueMessages || r.bytes > limits.maxQueueBytes) {
-          throw new ResourceExhaustedError(
-            `the ${queue.kind} queue '${queue.id}' is full (quota ${limits.maxQueueMessages} messages / ${limits.maxQueueBytes} bytes)`,
-          );
-        }
-        queueStates.push([r.kind, r.id, r.last_seq, r.depth, r.bytes]);
-        nextSeq.set(queueKey(queue), r.last_seq - perQueue.get(queueKey(queue))!.count + 1);
-      }
-    }
-
-    const outcomes = new Map<string, SendOutcome>(previous.map((p) => [p.messageId, p]));
-    for (const m of toQueue) {
-      const queued = m.recipients.map((q) => {
-        const seq = nextSeq.get(queueKey(q))!;
-        nextSeq.set(queueKey(q), seq + 1);
-        return { queue: q, seq };
-      });
-      outcomes.set(m.messageId, { messageId: m.messageId, duplicate: false, acceptedAtMs: nowMs, queued });
-    }
-    if (this.journal && toQueue.length) ops.push(sendChange(sender, toQueue, outcomes, queueStates, nowMs));
-    return messages.map((m) => outcomes.get(m.messageId)!);
-  }
-
-  private async previousOutcomes(c: PoolClient, senderDevice: string, ids: string[]): Promise<SendOutcome[]> {
-    if (!ids.length) return [];
-    const { rows } = await c.query<{ message_id: string; accepted_at_ms: number; queued: SendOutcome["queued"] | null }>(
-      "SELECT message_id, accepted_at_ms, queued FROM sent_messages WHERE sender_device = $1 AND message_id = ANY($2)",
-      [senderDevice, ids],
-    );
-    return rows.map((r) => ({ messageId: r.message_id, duplicate: true, acceptedAtMs: r.accepted_at_ms, queued: r.queued ?? [] }));
-  }
-
-  /** The sender must be active; every recipient must exist; devices must not be suspended. */
-  private async checkParties(c: PoolClient, sender: Sender, messages: OutgoingMessage[]): Promise<void> {
-    const problem = partyProblem(await this.findParties(c, [sender.deviceId], messages), sender, messages);
-    if (problem) throw problem;
+      return outcomes;
+    });
   }
 
   /** The devices (with their suspension) and identities among senders and recipients that exist. */
@@ -721,8 +599,23 @@ function partyProblem(found: Parties, sender: Sender, messages: OutgoingMessage[
   return undefined;
 }
 
-/** A group would pass a queue quota: it is redone request by request to find which. */
-class QuotaReached extends Error {}
+export interface SendRequest {
+  sender: Sender;
+  messages: OutgoingMessage[];
+}
+
+/** A queue would pass its quota: the transaction is rolled back (and a group redone request by request). */
+class QuotaReached extends Error {
+  constructor(readonly queue: QueueRef) {
+    super(`queue ${queue.kind}:${queue.id} would pass its quota`);
+  }
+
+  refusal(limits: Limits): ResourceExhaustedError {
+    return new ResourceExhaustedError(
+      `the ${this.queue.kind} queue '${this.queue.id}' is full (quota ${limits.maxQueueMessages} messages / ${limits.maxQueueBytes} bytes)`,
+    );
+  }
+}
 
 function sendChange(sender: Sender, toQueue: OutgoingMessage[], outcomes: Map<string, SendOutcome>, queues: QueueState[], nowMs: number): ChangeOp {
   const payloads: string[] = [];

@@ -55,6 +55,19 @@ describe("relay group commit", () => {
     assert.deepEqual(got.map((m) => m.messageId), ["d-1", "d-2", "q-1"]);
   });
 
+  it("answers a resend with the first receipt even after the recipient was suspended", async () => {
+    const alice = await h.identityWithDevice([relay.address], unique("alice"), unique("a-dev"));
+    const bob = await h.identityWithDevice([relay.address], unique("bob"), unique("b-dev"));
+    const a = h.client([relay.address], alice);
+    const first = await a.send({ messageId: "r-1", to: [{ deviceId: bob.deviceId }], payload: Buffer.from("x") });
+    const admin = adminClient(h, relay.address);
+    await new Promise((res, rej) => admin.raw.suspendDevice({ deviceId: bob.deviceId }, admin.md, (e) => (e ? rej(e) : res(undefined))));
+    const again = await a.send({ messageId: "r-1", to: [{ deviceId: bob.deviceId }], payload: Buffer.from("x") });
+    assert.equal(again.duplicate, true);
+    assert.deepEqual(again.queued, first.queued);
+    await assert.rejects(a.send({ messageId: "r-2", to: [{ deviceId: bob.deviceId }], payload: Buffer.from("y") }), /suspended/);
+  });
+
   it("keeps every concurrent sender's messages in its own order and refuses only the bad requests", async () => {
     const bob = await h.identityWithDevice([relay.address], unique("bob"), unique("b-dev"));
     const carol = await h.identityWithDevice([relay.address], unique("carol"), unique("c-dev"));
