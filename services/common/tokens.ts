@@ -41,12 +41,27 @@ export class TokenIssuer {
 }
 
 export class TokenVerifier {
+  /** Tokens whose signature was checked: a session makes many calls with one token. */
+  private readonly verified = new Map<string, SessionClaims>();
+
   constructor(
     private readonly relayPublicKey: Uint8Array,
     private readonly clock: Clock,
   ) {}
 
   verify(token: string): SessionClaims {
+    const known = this.verified.get(token);
+    if (known) {
+      if (known.exp <= this.clock.now()) throw new UnauthenticatedError("session token expired; authenticate again");
+      return known;
+    }
+    const claims = this.check(token);
+    if (this.verified.size >= 10_000) this.verified.delete(this.verified.keys().next().value!);
+    this.verified.set(token, claims);
+    return claims;
+  }
+
+  private check(token: string): SessionClaims {
     const parts = token.split(".");
     if (parts.length !== 3 || parts[0] !== PREFIX) throw new UnauthenticatedError("malformed session token");
     const [, payload, sig] = parts as [string, string, string];
