@@ -28,10 +28,13 @@ export class SendGroups {
     private readonly concurrency = 2,
     /** Most messages in one group. */
     private readonly maxGroupMessages = 4096,
+    /** False: every request is its own transaction, as soon as it arrives. */
+    private readonly grouping = true,
   ) {}
 
   /** Resolves once the request is committed (or rejects with its own error). */
   submit(sender: Sender, messages: OutgoingMessage[]): Promise<SendOutcome[]> {
+    if (!this.grouping) return this.store.send(sender, messages, this.limits, this.clock.now());
     return new Promise((resolve, reject) => {
       this.waiting.push({ sender, messages, resolve, reject });
       this.drain();
