@@ -42,7 +42,12 @@ describe("workspace sync from the command line", () => {
     // Alice stays online, so Bob can fetch from her whatever reached him out of order.
     const online = startParley([...alice(), "workspace", "sync", "--follow"]);
     try {
-      await waitFor("bob synchronised", async () => /team: synchronised/.test(await ok([...bob(), "workspace", "sync"])), 60_000, 200);
+      // "synchronised" only means no known gap: sync until Alice's change is here.
+      await waitFor("alice's change at bob", async () => {
+        const synced = await ok([...bob(), "workspace", "sync"]);
+        const shown = await runParley([...bob(), "workspace", "show", "team", "todo/1"]);
+        return /team: synchronised/.test(synced) && shown.code === 0 ? shown.stdout : undefined;
+      }, 60_000, 200);
     } finally {
       await online.stop("SIGINT");
     }
@@ -50,8 +55,12 @@ describe("workspace sync from the command line", () => {
 
     await ok([...bob(), "workspace", "change", "team", "todo/2", "review it"]);
     await ok([...bob(), "workspace", "sync"]);
-    await ok([...alice(), "workspace", "sync"]);
-    assert.deepEqual(JSON.parse(await ok([...alice(), "workspace", "show", "team", "--json"])), { "todo/1": "write the spec", "todo/2": "review it" });
+    const content = await waitFor("bob's change at alice", async () => {
+      await ok([...alice(), "workspace", "sync"]);
+      const shown = JSON.parse(await ok([...alice(), "workspace", "show", "team", "--json"]));
+      return shown["todo/2"] ? shown : undefined;
+    }, 60_000, 200);
+    assert.deepEqual(content, { "todo/1": "write the spec", "todo/2": "review it" });
 
     const status = JSON.parse(await ok([...alice(), "workspace", "status", "team", "--json"]));
     assert.deepEqual(status.members.map((m: { memberId: string; role: string }) => [m.memberId, m.role]).sort(), [["alice", "manager"], ["bob", "participant"]]);
