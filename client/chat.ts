@@ -17,6 +17,7 @@ import * as pb from "../generated/parley/v1/chat.js";
 import { LookupClient, type Assignment } from "../generated/parley/v1/lookup.js";
 import { fromServiceError, isRetryable, ParleyClientError } from "./errors.js";
 import type { RelayClient } from "./relay.js";
+import { delay } from "./delay.js";
 
 export { Role, RoomType } from "../generated/parley/v1/chat.js";
 export type { ChatMessage, Room, ServerEvent } from "../generated/parley/v1/chat.js";
@@ -334,14 +335,4 @@ export class LiveSession {
       }
     }
   }
-}
-
-function delay(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener("abort", () => {
-      clearTimeout(t);
-      resolve();
-    }, { once: true });
-  });
 }

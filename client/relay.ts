@@ -14,6 +14,7 @@ import { injectContext } from "../services/common/tracing.js";
 import * as pb from "../generated/parley/v1/relay.js";
 import { ParleyClientError, fromServiceError, isRetryable } from "./errors.js";
 import { RelayVerificationError, checkRelaySignature, receiptStatement } from "./verify.js";
+import { delay } from "./delay.js";
 
 export interface DeviceCredentials {
   identityId: string;
@@ -366,14 +367,4 @@ function toInboxMessage(m: pb.QueuedMessage): InboxMessage {
     contentType: m.contentType,
     enqueuedAtMs: m.enqueuedAtMs,
   };
-}
-
-function delay(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener("abort", () => {
-      clearTimeout(t);
-      resolve();
-    }, { once: true });
-  });
 }

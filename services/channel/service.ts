@@ -10,7 +10,7 @@
 import type * as grpc from "@grpc/grpc-js";
 import type { Bus } from "../common/bus/types.js";
 import type { Clock } from "../common/clock.js";
-import { migrate, type Pool } from "../common/db.js";
+import { databaseReadiness, migrate, type Pool } from "../common/db.js";
 import { UnavailableError } from "../common/errors.js";
 import { FILES_STREAM_CONFIG, FileTokens } from "../common/file-tokens.js";
 import { bind, sessionAuthorizer, type BoundService } from "../common/grpc.js";
@@ -133,14 +133,7 @@ export class ChannelService {
   }
 
   readiness(): ReadinessCheck {
-    return async () => {
-      try {
-        await this.deps.pool.query("SELECT 1");
-        return undefined;
-      } catch (err) {
-        return `chat database unreachable: ${(err as Error).message}`;
-      }
-    };
+    return databaseReadiness(this.deps.pool, "chat database");
   }
 
   /**

@@ -102,3 +102,15 @@ export async function ensureDatabase(adminUrl: string, name: string): Promise<vo
     await client.end();
   }
 }
+
+/** Readiness of a service on its database: undefined when a trivial query answers. */
+export function databaseReadiness(pool: Pool, what: string): () => Promise<string | undefined> {
+  return async () => {
+    try {
+      await pool.query("SELECT 1");
+      return undefined;
+    } catch (err) {
+      return `${what} unreachable: ${(err as Error).message}`;
+    }
+  };
+}

@@ -9,7 +9,7 @@
  */
 import type { Bus } from "../common/bus/types.js";
 import type { Clock } from "../common/clock.js";
-import { migrate, type Pool } from "../common/db.js";
+import { databaseReadiness, migrate, type Pool } from "../common/db.js";
 import { UnavailableError } from "../common/errors.js";
 import { adminAuthorizer, bind, sessionAuthorizer, type BoundService } from "../common/grpc.js";
 import type { ReadinessCheck, Route } from "../common/http.js";
@@ -184,14 +184,7 @@ export class RelayService {
   }
 
   readiness(): ReadinessCheck {
-    return async () => {
-      try {
-        await this.deps.pool.query("SELECT 1");
-        return undefined;
-      } catch (err) {
-        return `relay database unreachable: ${(err as Error).message}`;
-      }
-    };
+    return databaseReadiness(this.deps.pool, "relay database");
   }
 
   /** Number of open fetch streams. */
