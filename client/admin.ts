@@ -74,9 +74,16 @@ export class RelayAdmin {
     return this.call<pb.QueueChecksums>((md, o, cb) => this.client.getQueueChecksums({}, md, o, cb), 60_000);
   }
 
-  private call<T>(fn: (md: grpc.Metadata, o: Partial<grpc.CallOptions>, cb: (err: grpc.ServiceError | null, res: T) => void) => void, timeoutMs = 15_000): Promise<T> {
-    const md = new grpc.Metadata();
-    md.set("authorization", `Bearer ${this.token}`);
-    return new Promise<T>((resolve, reject) => fn(md, { deadline: Date.now() + timeoutMs }, (err, res) => (err ? reject(fromServiceError(err)) : resolve(res))));
+  private call<T>(fn: AdminCall<T>, timeoutMs = 15_000): Promise<T> {
+    return callWithToken(this.token, fn, timeoutMs);
   }
+}
+
+export type AdminCall<T> = (md: grpc.Metadata, o: Partial<grpc.CallOptions>, cb: (err: grpc.ServiceError | null, res: T) => void) => void;
+
+/** One unary call with the admin token and a deadline; gRPC errors become ParleyClientErrors. */
+export function callWithToken<T>(token: string, fn: AdminCall<T>, timeoutMs = 15_000): Promise<T> {
+  const md = new grpc.Metadata();
+  md.set("authorization", `Bearer ${token}`);
+  return new Promise<T>((resolve, reject) => fn(md, { deadline: Date.now() + timeoutMs }, (err, res) => (err ? reject(fromServiceError(err)) : resolve(res))));
 }

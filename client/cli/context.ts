@@ -36,10 +36,14 @@ export function relayClient(profile: Profile, withDevice = true): RelayClient {
 }
 
 export function adminClient(cmd: Command): RelayAdmin {
-  const profile = loadProfile(cmd);
+  return RelayAdmin.create(loadProfile(cmd).data.relay[0]!, adminToken(cmd));
+}
+
+/** --admin-token or PARLEY_ADMIN_TOKEN. */
+export function adminToken(cmd: Command): string {
   const token = (cmd.optsWithGlobals<{ adminToken?: string }>().adminToken ?? process.env.PARLEY_ADMIN_TOKEN ?? "").trim();
   if (!token) throw new UsageError("the admin token is missing: pass --admin-token or set PARLEY_ADMIN_TOKEN (parley up prints it)");
-  return RelayAdmin.create(profile.data.relay[0]!, token);
+  return token;
 }
 
 export class UsageError extends Error {

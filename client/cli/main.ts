@@ -12,6 +12,7 @@
 import { Command } from "commander";
 import { describeConfig, loadConfig } from "../../services/common/config.js";
 import { runChannel } from "../../services/channel/main.js";
+import { runCompliance } from "../../services/compliance/main.js";
 import { runFiles } from "../../services/files/main.js";
 import { runOperator } from "../../operator/main.js";
 import { runLookup } from "../../services/lookup/main.js";
@@ -22,12 +23,15 @@ import { describeError } from "./context.js";
 import { SERVICE_SPECS, specOf, type ServiceName } from "./service-specs.js";
 import * as identity from "./commands/identity.js";
 import * as inbox from "./commands/inbox.js";
+import * as compliance from "./commands/compliance.js";
 import * as relayAdmin from "./commands/relay-admin.js";
 import * as send from "./commands/send.js";
 import * as chat from "./commands/chat.js";
 import * as workspace from "./commands/workspace.js";
 
-const COMMANDS = [identity, send, inbox, relayAdmin, chat, workspace];
+const COMMANDS = [identity, send, inbox, relayAdmin, chat, workspace, compliance];
+/** `parley <service> <verb>` is a command; `parley <service> [--flags]` runs the service. */
+const ADMIN_VERBS: Partial<Record<ServiceName, Set<string>>> = { relay: relayAdmin.ADMIN_VERBS, compliance: compliance.COMPLIANCE_VERBS };
 
 /** Service commands take their validated flags straight from the config spec (service-specs.ts). */
 const RUNNERS: Record<ServiceName, (argv: string[]) => Promise<unknown>> = {
@@ -35,6 +39,7 @@ const RUNNERS: Record<ServiceName, (argv: string[]) => Promise<unknown>> = {
   channel: runChannel,
   lookup: runLookup,
   files: runFiles,
+  compliance: runCompliance,
   operator: runOperator,
   up: runUp,
 };
@@ -80,7 +85,7 @@ function program(): Command {
 async function main(argv: string[]): Promise<void> {
   const [first, second] = argv;
   const service = first && Object.hasOwn(SERVICE_SPECS, first) ? (first as ServiceName) : undefined;
-  if (service && (service === "up" || !relayAdmin.ADMIN_VERBS.has(second ?? ""))) {
+  if (service && !ADMIN_VERBS[service]?.has(second ?? "")) {
     if (second === "--help-config") return void console.log(describeConfig(SERVICE_SPECS[service].title, specOf(service)));
     await RUNNERS[service](argv.slice(1));
     return;

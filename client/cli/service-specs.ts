@@ -5,6 +5,7 @@
  */
 import type { ConfigSpec } from "../../services/common/config.js";
 import { channelConfigSpec } from "../../services/channel/config.js";
+import { complianceConfigSpec } from "../../services/compliance/config.js";
 import { filesConfigSpec } from "../../services/files/config.js";
 import { lookupConfigSpec } from "../../services/lookup/config.js";
 import { relayConfigSpec } from "../../services/relay/config.js";
@@ -16,6 +17,7 @@ export const SERVICE_SPECS = {
   channel: { spec: channelConfigSpec, title: "parley channel" },
   lookup: { spec: lookupConfigSpec, title: "parley lookup" },
   files: { spec: filesConfigSpec, title: "parley files" },
+  compliance: { spec: complianceConfigSpec, title: "parley compliance" },
   operator: { spec: operatorConfigSpec, title: "parley operator" },
   up: { spec: upConfigSpec, title: "parley up" },
 } satisfies Record<string, { spec: Record<string, unknown>; title: string }>;

@@ -1,5 +1,6 @@
 /** Channel options: flags, environment variables and their defaults. */
 import { bytes, duration, int, option, str, url, type ConfigOf } from "../common/config.js";
+import { complianceStreamOption } from "../common/compliance.js";
 import type { ChannelOptions } from "./service.js";
 
 const base64Key = str({ pattern: /^[A-Za-z0-9+/]{43}=$/, expected: "a base64 raw 32-byte Ed25519 public key" });
@@ -27,6 +28,7 @@ export const channelConfigSpec = {
   httpPort: option("--http-port", "PARLEY_HTTP_PORT", int({ min: 0, max: 65535 }), 9091, "HTTP port (/metrics, /healthz, /readyz)"),
   fileServiceUrls: option("--file-service-urls", "PARLEY_FILE_SERVICE_URLS", str(), "", "Base URL(s) of the file service, comma-separated, handed to clients"),
   shutdownGrace: option("--shutdown-grace", "PARLEY_SHUTDOWN_GRACE", duration(), 10_000, "Time in-flight calls get to finish on SIGTERM"),
+  complianceStream: complianceStreamOption(),
   ...channelTuningSpec,
 };
 

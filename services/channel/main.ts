@@ -32,7 +32,7 @@ export async function runChannel(argv: string[]): Promise<Lifecycle> {
     const bus = await NatsBus.connect({ servers: cfg.natsUrl.split(","), name: `parley-channel-${cfg.instanceId}`, onError: (err) => log.warn({ err }, "bus") });
     life.add("nats", () => bus.close());
     const urls = cfg.fileServiceUrls.split(",").map((s) => s.trim()).filter(Boolean);
-    const channel = await ChannelService.create(channelOptions(cfg.instanceId, Buffer.from(cfg.relayPublicKey, "base64"), urls, cfg), { pool, bus, clock: systemClock, log });
+    const channel = await ChannelService.create({ ...channelOptions(cfg.instanceId, Buffer.from(cfg.relayPublicKey, "base64"), urls, cfg), complianceStream: cfg.complianceStream }, { pool, bus, clock: systemClock, log });
     const grpc = await startGrpcServer({ host: cfg.host, port: cfg.grpcPort, services: channel.services });
     // Closers run in reverse: the channel reports itself down and ends its
     // sessions, then the gRPC server finishes in-flight calls, then bus and pool close.

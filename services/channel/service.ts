@@ -46,6 +46,8 @@ export interface ChannelOptions {
   gapWaitMs: number;
   /** How often unconfirmed compliance events are looked for (default 30 s). */
   complianceSweepIntervalMs?: number;
+  /** Compliance stream name (default PARLEY_CHAT_COMPLIANCE). */
+  complianceStream?: string;
   limits?: Partial<ChannelLimits>;
 }
 
@@ -116,7 +118,7 @@ export class ChannelService {
   static async create(options: ChannelOptions, deps: ChannelDeps): Promise<ChannelService> {
     await migrate(deps.pool, "chat", chatMigrations);
     await deps.bus.ensureStream(FILES_STREAM_CONFIG);
-    const compliance = await ComplianceLog.create(deps.bus, `channel/${options.instanceId}`);
+    const compliance = await ComplianceLog.create(deps.bus, `channel/${options.instanceId}`, options.complianceStream);
     return new ChannelService(options, deps, compliance);
   }
 

@@ -8,5 +8,5 @@
  */
 export const roomSubject = (roomId: string) => `parley.chat.room.${roomId}`;
 export const LOAD_SUBJECT = "parley.chat.load";
-export { COMPLIANCE_STREAM, COMPLIANCE_SUBJECTS, complianceSubject } from "../common/compliance.js";
+export { COMPLIANCE_STREAM } from "../common/compliance.js";
 export { FILES_DELETE_SUBJECT, FILES_STREAM } from "../common/file-tokens.js";

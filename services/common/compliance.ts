@@ -8,10 +8,28 @@
  */
 import type { Attachment, ChatMessage, Role, Room } from "../../generated/parley/v1/chat.js";
 import type { Bus } from "./bus/types.js";
+import { option, str } from "./config.js";
 
 export const COMPLIANCE_STREAM = "PARLEY_CHAT_COMPLIANCE";
-export const COMPLIANCE_SUBJECTS = "parley.compliance.chat.>";
-export const complianceSubject = (kind: string) => `parley.compliance.chat.${kind}`;
+
+/**
+ * A compliance stream's name and subjects. The default stream takes
+ * `parley.compliance.chat.>`; another name N (several pools on one NATS, or
+ * isolated tests) takes `parley.compliance.<n>.>` with N lower-cased.
+ */
+export function complianceStream(name = COMPLIANCE_STREAM) {
+  const prefix = name === COMPLIANCE_STREAM ? "parley.compliance.chat" : `parley.compliance.${name.toLowerCase()}`;
+  return {
+    name,
+    subject: (kind: string) => `${prefix}.${kind}`,
+    config: { name, subjects: [`${prefix}.>`], maxAgeMs: 30 * 86_400_000, duplicateWindowMs: 10 * 60_000 },
+  };
+}
+export type ComplianceStream = ReturnType<typeof complianceStream>;
+
+/** The same flag on channel, files and compliance: they must name one stream. */
+export const complianceStreamOption = () =>
+  option("--compliance-stream", "PARLEY_COMPLIANCE_STREAM", str({ pattern: /^[A-Z][A-Z0-9_]{0,62}$/, expected: "a JetStream name in capitals (A-Z 0-9 _)" }), COMPLIANCE_STREAM, "JetStream stream of the chat compliance events");
 
 export type ComplianceKind =
   | "message.posted" | "message.edited" | "message.deleted"
@@ -40,14 +58,13 @@ export interface ComplianceRecord extends ComplianceEvent {
   source: string;
 }
 
-export const COMPLIANCE_STREAM_CONFIG = { name: COMPLIANCE_STREAM, subjects: [COMPLIANCE_SUBJECTS], maxAgeMs: 30 * 86_400_000, duplicateWindowMs: 10 * 60_000 };
-
 export class ComplianceLog {
-  constructor(private readonly bus: Bus, private readonly source: string) {}
+  constructor(private readonly bus: Bus, private readonly source: string, private readonly stream: ComplianceStream) {}
 
-  static async create(bus: Bus, source: string): Promise<ComplianceLog> {
-    await bus.ensureStream(COMPLIANCE_STREAM_CONFIG);
-    return new ComplianceLog(bus, source);
+  static async create(bus: Bus, source: string, streamName?: string): Promise<ComplianceLog> {
+    const stream = complianceStream(streamName);
+    await bus.ensureStream(stream.config);
+    return new ComplianceLog(bus, source, stream);
   }
 
   /**
@@ -56,6 +73,6 @@ export class ComplianceLog {
    */
   async record(event: ComplianceEvent, id: string): Promise<void> {
     const rec: ComplianceRecord = { v: 1, id, source: this.source, ...event };
-    await this.bus.publishDurable(complianceSubject(event.kind), new TextEncoder().encode(JSON.stringify(rec)), { msgId: id });
+    await this.bus.publishDurable(this.stream.subject(event.kind), new TextEncoder().encode(JSON.stringify(rec)), { msgId: id });
   }
 }

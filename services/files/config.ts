@@ -1,5 +1,6 @@
 /** File service options: flags, environment variables and their defaults. */
 import { bytes, duration, int, option, str, type ConfigOf } from "../common/config.js";
+import { complianceStreamOption } from "../common/compliance.js";
 import type { FilesOptions } from "./service.js";
 
 export const filesTuningSpec = {
@@ -15,6 +16,8 @@ export const filesConfigSpec = {
   httpPort: option("--http-port", "PARLEY_HTTP_PORT", int({ min: 0, max: 65535 }), 8080, "HTTP port (file API, /metrics, /healthz, /readyz)"),
   fileTokenSecret: option("--file-token-secret", "PARLEY_FILE_TOKEN_SECRET", str({ pattern: /^.{16,}$/, expected: "at least 16 characters" }), undefined, "Secret shared with the channel service to check file tokens", true),
   maxFileBytes: option("--max-file-bytes", "PARLEY_MAX_FILE_BYTES", bytes(), 100 * 1024 * 1024, "Largest attachment"),
+  complianceStream: complianceStreamOption(),
+  complianceArchiveDir: option("--compliance-archive-dir", "PARLEY_COMPLIANCE_ARCHIVE_DIR", str(), "", "Directory shared with the compliance service where every upload is also kept (empty: off)"),
   ...filesTuningSpec,
 };
 

@@ -72,6 +72,7 @@ export interface FilesDeps {
   clock: Clock;
   log: Logger;
   maxFileBytes: number;
+  complianceArchiveDir?: string;
 }
 
 const PATH = /^\/v1\/files\/([^/]*)\/([^/]*)$/;
@@ -121,10 +122,17 @@ async function handle(deps: FilesDeps, req: IncomingMessage, res: ServerResponse
       req,
       limit,
     );
-    await deps.compliance.record(
-      { kind: "file.uploaded", roomId, actor: claims.sub, atMs: stored.uploadedAtMs, file: { fileId, name: stored.name, contentType: stored.contentType, size: stored.size, sha256: stored.sha256, uploadedBy: claims.sub } },
-      `file:${roomId}:${fileId}`,
-    );
+    try {
+      if (deps.complianceArchiveDir) await deps.storage.archive(roomId, fileId, deps.complianceArchiveDir);
+      await deps.compliance.record(
+        { kind: "file.uploaded", roomId, actor: claims.sub, atMs: stored.uploadedAtMs, file: { fileId, name: stored.name, contentType: stored.contentType, size: stored.size, sha256: stored.sha256, uploadedBy: claims.sub } },
+        `file:${roomId}:${fileId}`,
+      );
+    } catch (err) {
+      // Not acknowledged, so not kept: the client's retry of the same id can succeed.
+      await deps.storage.remove(roomId, fileId);
+      throw err;
+    }
     res.writeHead(201, { "content-type": "application/json" });
     res.end(JSON.stringify({ fileId, name: stored.name, contentType: stored.contentType, size: stored.size, sha256: stored.sha256 }));
     return;

@@ -25,7 +25,7 @@ export async function runFiles(argv: string[]): Promise<Lifecycle> {
   try {
     const bus = await NatsBus.connect({ servers: cfg.natsUrl.split(","), name: `parley-files-${cfg.instanceId}`, onError: (err) => log.warn({ err }, "bus") });
     life.add("nats", () => bus.close());
-    const files = await FilesService.create(filesOptions(cfg.instanceId, cfg.fileTokenSecret, cfg.maxFileBytes, cfg), { bus, clock: systemClock, log });
+    const files = await FilesService.create({ ...filesOptions(cfg.instanceId, cfg.fileTokenSecret, cfg.maxFileBytes, cfg), complianceStream: cfg.complianceStream, complianceArchiveDir: cfg.complianceArchiveDir || undefined }, { bus, clock: systemClock, log });
     await files.start();
     life.add("files", () => files.stop());
     const http = await startHttpServer({ host: cfg.host, port: cfg.httpPort, log, routes: [files.route], readiness: [files.readiness(), async () => (life.shuttingDown ? "shutting down" : undefined)] });

@@ -24,6 +24,13 @@ export interface FilesOptions {
   /** Files older than this are deleted (0 keeps them). */
   retentionMs: number;
   retentionIntervalMs: number;
+  /** Compliance stream name (default PARLEY_CHAT_COMPLIANCE). */
+  complianceStream?: string;
+  /**
+   * Where each upload is also linked for the compliance service (empty: no
+   * compliance archiving). A later deletion of the file leaves this copy.
+   */
+  complianceArchiveDir?: string;
 }
 
 const removed = () =>
@@ -37,14 +44,14 @@ export class FilesService {
 
   private constructor(private readonly options: FilesOptions, private readonly deps: { bus: Bus; clock: Clock; log: Logger }, compliance: ComplianceLog, storage: FileStorage) {
     this.storage = storage;
-    this.route = filesRoute({ storage, tokens: new FileTokens(options.fileTokenSecret, deps.clock), compliance, clock: deps.clock, log: deps.log, maxFileBytes: options.maxFileBytes });
+    this.route = filesRoute({ storage, tokens: new FileTokens(options.fileTokenSecret, deps.clock), compliance, clock: deps.clock, log: deps.log, maxFileBytes: options.maxFileBytes, complianceArchiveDir: options.complianceArchiveDir });
   }
 
   static async create(options: FilesOptions, deps: { bus: Bus; clock: Clock; log: Logger }): Promise<FilesService> {
     const storage = new FileStorage(options.storageDir);
     await storage.init();
     await deps.bus.ensureStream(FILES_STREAM_CONFIG);
-    const compliance = await ComplianceLog.create(deps.bus, `files/${options.instanceId}`);
+    const compliance = await ComplianceLog.create(deps.bus, `files/${options.instanceId}`, options.complianceStream);
     return new FilesService(options, deps, compliance, storage);
   }
 

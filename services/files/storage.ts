@@ -11,7 +11,7 @@
  */
 import { createHash, randomUUID } from "node:crypto";
 import { createReadStream, createWriteStream, type ReadStream } from "node:fs";
-import { link, mkdir, readdir, readFile, rename, rm, stat, unlink, writeFile } from "node:fs/promises";
+import { copyFile, link, mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile } from "node:fs/promises";
 import { join, resolve, sep } from "node:path";
 import { Transform, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -99,6 +99,31 @@ export class FileStorage {
     return createReadStream(this.path(roomId, fileId), range ? { start: range.start, end: range.end } : {});
   }
 
+  /**
+   * Links (or, across file systems, copies) a stored file into the compliance
+   * archive area as <archiveDir>/<room>/<file>, durably, before its upload
+   * event is recorded: the compliance service exports it from there, so a
+   * later deletion of the file does not take the archived copy with it.
+   */
+  async archive(roomId: string, fileId: string, archiveDir: string): Promise<void> {
+    const src = this.path(roomId, fileId);
+    const dir = join(resolve(archiveDir), roomId);
+    await mkdir(dir, { recursive: true });
+    const dest = join(dir, fileId);
+    try {
+      await link(src, dest);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === "EEXIST") return;
+      if (code !== "EXDEV" && code !== "EPERM") throw err;
+      const tmp = join(dir, `.${fileId}.${randomUUID()}.tmp`);
+      await copyFile(src, tmp);
+      await fsyncPath(tmp);
+      await rename(tmp, dest);
+    }
+    await fsyncPath(dir);
+  }
+
   /** Removes a file; false when it was not there. */
   async remove(roomId: string, fileId: string): Promise<boolean> {
     const p = this.path(roomId, fileId);
@@ -123,6 +148,15 @@ export class FileStorage {
       }
     }
     return n;
+  }
+}
+
+async function fsyncPath(p: string): Promise<void> {
+  const fh = await open(p, "r");
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
   }
 }
 

@@ -53,6 +53,8 @@ export async function startChatServices(opts: {
   relayPublicKey: Uint8Array;
   log: Logger;
   cfg: ConfigOf<typeof upChatSpec>;
+  /** Where the file service keeps uploads for the compliance service. */
+  complianceArchiveDir: string;
 }): Promise<ChatServices> {
   const { cfg } = opts;
   const secret = fileTokenSecret(opts.dataDir);
@@ -65,7 +67,7 @@ export async function startChatServices(opts: {
   );
   const lookup = LookupService.create({ dropAfterMs: cfg.dropAfter, relayPublicKey: opts.relayPublicKey }, { bus: opts.bus, clock: systemClock, log: logger("lookup") });
   const storageDir = cfg.storageDir === filesTuningSpec.storageDir.default ? join(opts.dataDir, "files") : cfg.storageDir;
-  const files = await FilesService.create(filesOptions("up", secret, cfg.maxFileBytes, { ...cfg, storageDir }), { bus: opts.bus, clock: systemClock, log: logger("files") });
+  const files = await FilesService.create({ ...filesOptions("up", secret, cfg.maxFileBytes, { ...cfg, storageDir }), complianceArchiveDir: opts.complianceArchiveDir }, { bus: opts.bus, clock: systemClock, log: logger("files") });
   return {
     services: [...channel.services, ...lookup.services],
     routes: [files.route],

@@ -1,5 +1,6 @@
 /** Options of `parley up`. */
 import { int, option, str } from "../common/config.js";
+import { complianceTuningSpec } from "../compliance/config.js";
 import { relayTuningSpec } from "../relay/config.js";
 import { upChatSpec } from "./chat.js";
 
@@ -11,4 +12,5 @@ export const upConfigSpec = {
   postgresPort: option("--postgres-port", "PARLEY_POSTGRES_PORT", int({ min: 0, max: 65535 }), 0, "Port of the embedded Postgres (0 picks a free one)"),
   ...relayTuningSpec,
   ...upChatSpec,
+  ...complianceTuningSpec,
 };

@@ -24,6 +24,9 @@ import { initTracing, shutdownTracing } from "../common/tracing.js";
 import { relayOptions } from "../relay/config.js";
 import { loadRelayKey } from "../relay/keys.js";
 import { RelayService } from "../relay/service.js";
+import { COMPLIANCE_STREAM } from "../common/compliance.js";
+import { complianceOptions } from "../compliance/config.js";
+import { ComplianceService } from "../compliance/service.js";
 import { startChatServices } from "./chat.js";
 import type { upConfigSpec } from "./config.js";
 
@@ -68,10 +71,19 @@ export async function startUp(cfg: ConfigOf<typeof upConfigSpec>): Promise<UpHan
     const relay = await RelayService.create(relayOptions(relayId, token, cfg), { pool, bus, clock: systemClock, log: logger("relay"), key });
     relay.startJobs(cfg.purgeInterval);
     await pg.ensureDatabase("chat");
-    const chat = await startChatServices({ dataDir, connectionString: pg.connectionString("chat"), bus, relayPublicKey: key.publicKey, log, cfg });
+    const complianceArchiveDir = join(dataDir, "compliance", "archive");
+    const chat = await startChatServices({ dataDir, connectionString: pg.connectionString("chat"), bus, relayPublicKey: key.publicKey, log, cfg, complianceArchiveDir });
     life.add("chat pool", () => chat.closePool());
+    await pg.ensureDatabase("compliance");
+    const compliancePool = createPool(pg.connectionString("compliance"));
+    life.add("compliance pool", () => compliancePool.end());
+    const compliance = await ComplianceService.create(
+      complianceOptions({ ...cfg, outputDir: join(dataDir, "compliance", "out"), archiveDir: complianceArchiveDir, complianceStream: COMPLIANCE_STREAM, consumer: "parley-compliance", adminToken: token }),
+      { pool: compliancePool, bus, clock: systemClock, log: logger("compliance") },
+    );
+    life.add("compliance", () => compliance.stop());
 
-    const grpc = await startGrpcServer({ host: cfg.host, port: cfg.grpcPort, services: [...relay.services, ...chat.services] });
+    const grpc = await startGrpcServer({ host: cfg.host, port: cfg.grpcPort, services: [...relay.services, ...chat.services, ...compliance.services] });
     life.add("grpc", () => grpc.shutdown(cfg.shutdownGrace));
     life.add("relay", () => relay.stop());
     const http = await startHttpServer({
@@ -79,10 +91,11 @@ export async function startUp(cfg: ConfigOf<typeof upConfigSpec>): Promise<UpHan
       port: cfg.httpPort,
       log,
       routes: [...chat.routes, relay.adminPage()],
-      readiness: [relay.readiness(), ...chat.readiness, async () => (life.shuttingDown ? "shutting down" : undefined)],
+      readiness: [relay.readiness(), ...chat.readiness, compliance.readiness(), async () => (life.shuttingDown ? "shutting down" : undefined)],
     });
     life.add("http", () => http.close());
     await chat.start(`${cfg.host}:${grpc.port}`, `http://${cfg.host}:${http.port}`);
+    await compliance.start();
     life.add("chat", () => chat.stop());
     return {
       grpcAddress: `${cfg.host}:${grpc.port}`,

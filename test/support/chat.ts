@@ -17,7 +17,7 @@ import { createPool } from "../../services/common/db.js";
 import { startGrpcServer } from "../../services/common/grpc.js";
 import { startHttpServer } from "../../services/common/http.js";
 import { ChannelService, type ChannelOptions } from "../../services/channel/service.js";
-import { FilesService } from "../../services/files/service.js";
+import { FilesService, type FilesOptions } from "../../services/files/service.js";
 import { LookupService } from "../../services/lookup/service.js";
 import type { RelayKey } from "../../services/relay/keys.js";
 import { ChatClient } from "../../client/chat.js";
@@ -94,9 +94,9 @@ export class ChatPool {
     return { address: `127.0.0.1:${grpc.port}`, service, stop };
   }
 
-  async files(id: string, clock: Clock = systemClock, retentionMs = 0): Promise<{ url: string; service: FilesService }> {
+  async files(id: string, clock: Clock = systemClock, retentionMs = 0, over: Partial<FilesOptions> = {}): Promise<{ url: string; service: FilesService }> {
     const service = await FilesService.create(
-      { instanceId: id, storageDir: this.storageDir, fileTokenSecret: FILE_SECRET, maxFileBytes: 1024 * 1024, retentionMs, retentionIntervalMs: 3_600_000 },
+      { instanceId: id, storageDir: this.storageDir, fileTokenSecret: FILE_SECRET, maxFileBytes: 1024 * 1024, retentionMs, retentionIntervalMs: 3_600_000, ...over },
       { bus: await this.h.nats(), clock, log: this.h.log },
     );
     await service.start();
