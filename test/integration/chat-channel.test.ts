@@ -257,11 +257,11 @@ describe("chat across channel instances", () => {
     const m = await alice.chat.post(room, "for the record");
     const bus = await h.nats();
     const seen: ComplianceRecord[] = [];
-    const consumer = await bus.consume({ stream: COMPLIANCE_STREAM, durable: `t-${room}`, filterSubject: "parley.compliance.chat.message.posted" }, (msg) => {
+    await bus.consume({ stream: COMPLIANCE_STREAM, durable: `t-${room}`, filterSubject: "parley.compliance.chat.message.posted" }, (msg) => {
       seen.push(JSON.parse(new TextDecoder().decode(msg.data)) as ComplianceRecord);
       msg.ack();
     });
-    h.defer(() => consumer.stop());
+    h.defer(() => bus.deleteConsumer(COMPLIANCE_STREAM, `t-${room}`)); // stops it; a test's durable is not left on the stream
     const rec = await waitFor("compliance record", () => seen.find((r) => r.roomId === room));
     assert.equal(rec.id, `msg:${room}:${m.eventSeq}`);
     assert.equal(rec.message?.text, "for the record");
