@@ -56,6 +56,15 @@ export function publishRoomEvent(bus: Bus, roomId: string, ev: RoomBusEvent): bo
   }
 }
 
+/**
+ * This instance's fan-out work (the Prometheus counter is per process, and
+ * `parley up` or a test may run several instances in one).
+ */
+export interface FanoutTally {
+  /** Room events handed to local sessions: one per event per session here. */
+  deliveries: number;
+}
+
 export class RoomFeed {
   readonly listeners = new Set<RoomListener>();
   readonly presence: RoomPresence;
@@ -66,7 +75,7 @@ export class RoomFeed {
   private filling: Promise<void> | undefined;
   private sub: Subscription | undefined;
 
-  constructor(readonly roomId: string, private readonly deps: FeedDeps) {
+  constructor(readonly roomId: string, private readonly deps: FeedDeps, private readonly tally: FanoutTally = { deliveries: 0 }) {
     this.presence = new RoomPresence(deps.instanceId, deps.presence, () => deps.clock.now(), (c) => {
       for (const l of this.listeners) l.onPresence(roomId, c);
     });
@@ -142,6 +151,7 @@ export class RoomFeed {
   private deliver(m: ChatMessage): void {
     this.delivered = m.eventSeq;
     this.deps.metrics.delivered.inc(this.listeners.size);
+    this.tally.deliveries += this.listeners.size;
     for (const l of this.listeners) l.onMessage(m);
   }
 
@@ -179,6 +189,7 @@ export class RoomFeed {
 export class RoomFeeds {
   private readonly feeds = new Map<string, Promise<RoomFeed>>();
   private timer: NodeJS.Timeout | undefined;
+  readonly tally: FanoutTally = { deliveries: 0 };
 
   constructor(private readonly deps: FeedDeps) {
     deps.bus.onReconnect(() => {
@@ -194,7 +205,7 @@ export class RoomFeeds {
     for (;;) {
       let p = this.feeds.get(roomId);
       if (!p) {
-        const feed = new RoomFeed(roomId, this.deps);
+        const feed = new RoomFeed(roomId, this.deps, this.tally);
         p = feed.open().then(() => feed);
         this.feeds.set(roomId, p);
         p.catch(() => this.feeds.delete(roomId));

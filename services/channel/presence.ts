@@ -8,6 +8,9 @@
  * Changes reach the room's local sessions at once while the room is small;
  * past the throttle threshold they are batched and sent at most once per
  * throttle interval, so a 10,000-member room does not flood its clients.
+ * Either way a batch carries only the changes, never the whole list (a
+ * session gets the whole list once, when it subscribes). The interval is
+ * measured on the injected clock: the timer only wakes the check.
  */
 export interface PresenceOptions {
   heartbeatMs: number;
@@ -128,17 +131,29 @@ export class RoomPresence {
     this.schedule();
   }
 
+  get throttled(): boolean {
+    return this.online.size > this.opts.throttleThreshold;
+  }
+
   private schedule(): void {
     if (this.flushTimer) return;
-    const throttled = this.online.size > this.opts.throttleThreshold;
-    const wait = throttled ? Math.max(0, this.lastFlush + this.opts.throttleMs - this.now()) : 0;
     // Even unthrottled, changes of one tick go out as one batch.
-    this.flushTimer = setTimeout(() => this.flush(), wait);
+    this.flushTimer = setTimeout(() => this.flush(), this.throttleWait());
+  }
+
+  /** How long a throttled room still waits for its next batch (0: send now). */
+  private throttleWait(): number {
+    return this.throttled ? Math.max(0, this.lastFlush + this.opts.throttleMs - this.now()) : 0;
   }
 
   private flush(): void {
     this.flushTimer = undefined;
     if (!this.pendingOn.size && !this.pendingOff.size) return;
+    const wait = this.throttleWait();
+    if (wait > 0) {
+      this.flushTimer = setTimeout(() => this.flush(), wait);
+      return;
+    }
     this.lastFlush = this.now();
     const c = { online: [...this.pendingOn], offline: [...this.pendingOff], count: this.online.size };
     this.pendingOn = new Set();

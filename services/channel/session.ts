@@ -35,6 +35,8 @@ interface Subscription {
  * instance, not once per recipient.
  */
 const messageEvents = new WeakMap<ChatMessage, ServerEvent>();
+/** Likewise one presence batch (the same changes object reaches every local session of the room). */
+const presenceEvents = new WeakMap<PresenceChanges, ServerEvent>();
 
 /** A client this far behind is cut off (it reconnects and resumes from Postgres). */
 const MAX_BUFFERED_BYTES = 8 * 1024 * 1024;
@@ -236,7 +238,9 @@ export class ChatSession implements RoomListener {
   }
 
   onPresence(roomId: string, c: PresenceChanges): void {
-    this.send({ event: { $case: "presence", value: { roomId, online: c.online, offline: c.offline, onlineCount: c.count, full: false } } });
+    let ev = presenceEvents.get(c);
+    if (!ev) presenceEvents.set(c, (ev = { event: { $case: "presence", value: { roomId, online: c.online, offline: c.offline, onlineCount: c.count, full: false } } }));
+    this.send(ev);
   }
 
   onMembership(roomId: string, userId: string, change: string, role: Role, by: string): void {

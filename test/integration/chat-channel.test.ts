@@ -1,35 +1,16 @@
 /** Two channel instances on one chat database and NATS: ordering, presence, rules, search, unread, resume, compliance. */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { ChatClient, Role, RoomType, type ServerEvent } from "../../client/chat.js";
+import { ChatClient, Role, RoomType } from "../../client/chat.js";
 import type { ChatMessage } from "../../generated/parley/v1/chat.js";
 import { COMPLIANCE_STREAM, type ComplianceRecord } from "../../services/common/compliance.js";
 import { NatsBus } from "../../services/common/bus/nats.js";
 import { ParleyClientError } from "../../client/errors.js";
-import { ChatPool, roomName, type ChannelInstance } from "../support/chat.js";
+import { ChatPool, follow, roomName, type ChannelInstance } from "../support/chat.js";
 import * as grpc from "@grpc/grpc-js";
 import { ChannelClient } from "../../generated/parley/v1/chat.js";
 import { Harness, NATS_URL } from "../support/harness.js";
 import { waitFor } from "../support/wait.js";
-
-/** A live session recording what it receives. */
-function follow(chat: ChatClient) {
-  const events: ServerEvent[] = [];
-  const live = chat.live({ onEvent: (e) => void events.push(e) });
-  const messages = (room: string) => events.flatMap((e) => (e.event?.$case === "message" && e.event.value.roomId === room ? [e.event.value] : []));
-  const online = (room: string) => {
-    const set = new Set<string>();
-    for (const e of events) {
-      if (e.event?.$case !== "presence" || e.event.value.roomId !== room) continue;
-      if (e.event.value.full) set.clear();
-      for (const u of e.event.value.online) set.add(u);
-      for (const u of e.event.value.offline) set.delete(u);
-    }
-    return set;
-  };
-  const caughtUp = (room: string) => events.some((e) => e.event?.$case === "caughtUp" && e.event.value.roomId === room);
-  return { live, events, messages, online, caughtUp };
-}
 
 const texts = (ms: ChatMessage[]) => ms.map((m) => m.text);
 
@@ -257,11 +238,11 @@ describe("chat across channel instances", () => {
     const m = await alice.chat.post(room, "for the record");
     const bus = await h.nats();
     const seen: ComplianceRecord[] = [];
-    const consumer = await bus.consume({ stream: COMPLIANCE_STREAM, durable: `t-${room}`, filterSubject: "parley.compliance.chat.message.posted" }, (msg) => {
+    await bus.consume({ stream: COMPLIANCE_STREAM, durable: `t-${room}`, filterSubject: "parley.compliance.chat.message.posted" }, (msg) => {
       seen.push(JSON.parse(new TextDecoder().decode(msg.data)) as ComplianceRecord);
       msg.ack();
     });
-    h.defer(() => consumer.stop());
+    h.defer(() => bus.deleteConsumer(COMPLIANCE_STREAM, `t-${room}`)); // stops it; a test's durable is not left on the stream
     const rec = await waitFor("compliance record", () => seen.find((r) => r.roomId === room));
     assert.equal(rec.id, `msg:${room}:${m.eventSeq}`);
     assert.equal(rec.message?.text, "for the record");

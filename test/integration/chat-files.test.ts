@@ -1,4 +1,4 @@
-/** Two file instances on one storage directory, tokens from a channel instance: transfers, and every refusal with its HTTP code. */
+/** Two file instances on one storage directory, tokens from a channel instance: transfers, deletion with the message and by retention, and every refusal with its HTTP code. */
 import assert from "node:assert/strict";
 import { existsSync, writeFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
@@ -7,6 +7,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import { downloadFile, FileTransferError, uploadFile } from "../../client/files.js";
 import { ParleyClientError } from "../../client/errors.js";
+import { DAY, ManualClock } from "../../services/common/clock.js";
 import { COMPLIANCE_STREAM, type ComplianceRecord } from "../../services/common/compliance.js";
 import { FileTokens } from "../../services/common/file-tokens.js";
 import { ChatPool, FILE_SECRET, roomName } from "../support/chat.js";
@@ -65,11 +66,11 @@ describe("file service", () => {
     // The upload is in the compliance stream.
     const bus = await h.nats();
     const seen: ComplianceRecord[] = [];
-    const consumer = await bus.consume({ stream: COMPLIANCE_STREAM, durable: `t-${room}`, filterSubject: "parley.compliance.chat.file.uploaded" }, (msg) => {
+    await bus.consume({ stream: COMPLIANCE_STREAM, durable: `t-${room}`, filterSubject: "parley.compliance.chat.file.uploaded" }, (msg) => {
       seen.push(JSON.parse(new TextDecoder().decode(msg.data)) as ComplianceRecord);
       msg.ack();
     });
-    h.defer(() => consumer.stop());
+    h.defer(() => bus.deleteConsumer(COMPLIANCE_STREAM, `t-${room}`)); // stops it; a test's durable is not left on the stream
     const rec = await waitFor("file.uploaded record", () => seen.find((r) => r.file?.fileId === att.fileId));
     assert.equal(rec.file?.sha256, att.sha256);
 
@@ -92,6 +93,35 @@ describe("file service", () => {
     assert.match(res.headers.get("content-disposition") ?? "", /^attachment; filename="evil_?\.html"/);
     assert.equal(res.headers.get("x-content-type-options"), "nosniff");
     assert.match(res.headers.get("content-security-policy") ?? "", /sandbox/);
+  });
+
+  it("removes files older than the retention: their downloads get 404, newer files stay", async () => {
+    // A file instance whose clock the test moves: the upload time and the retention cutoff come from it.
+    const clock = new ManualClock(Date.now() - 3 * DAY);
+    const ret = await pool.files("files-retention", clock, DAY);
+    const upload = async (name: string, body: string) => {
+      const t = await alice.chat.uploadToken(room, name, "text/plain", body.length);
+      const res = await fetch(`${ret.url}${t.path}`, { method: "PUT", headers: { authorization: `Bearer ${t.token}`, "content-type": "text/plain" }, body });
+      assert.equal(res.status, 201);
+      const att = { fileId: t.fileId, name, contentType: "text/plain", size: body.length, sha256: "" };
+      await alice.chat.post(room, name, { attachments: [att] });
+      return att.fileId;
+    };
+    const download = async (fileId: string) => {
+      const t = await bob.chat.downloadToken(room, fileId);
+      const res = await fetch(`${f2}${t.path}`, { headers: { authorization: `Bearer ${t.token}` } });
+      return { status: res.status, text: await res.text() };
+    };
+    const old = await upload("old.txt", "three days old");
+    clock.set(Date.now());
+    const fresh = await upload("new.txt", "just now");
+    assert.deepEqual(await download(old), { status: 200, text: "three days old" });
+
+    assert.equal(await ret.service.purge(), 1, "only the file older than a day");
+    assert.equal(existsSync(join(pool.storageDir, "objects", room, old)), false);
+    assert.equal((await download(old)).status, 404);
+    assert.deepEqual(await download(fresh), { status: 200, text: "just now" });
+    assert.equal(await ret.service.purge(), 0);
   });
 
   it("refuses expired, forged, wrong-room, wrong-file and wrong-operation tokens, traversal, and oversize uploads", async () => {

@@ -185,6 +185,26 @@ export function busContract(label: string, open: (onError: (err: unknown) => voi
       assert.ok(second.filter((m) => m.seq < 6).every((m) => m.deliveries >= 2));
     });
 
+    it("deletes a durable: its session stops, and the name starts again from the first message", async () => {
+      const { name, prefix } = await newStream();
+      for (let i = 1; i <= 3; i++) await bus.publishDurable(`${prefix}.m`, enc(String(i)), { msgId: `x${i}` });
+      const first: number[] = [];
+      await bus.consume({ stream: name, durable: "gone" }, (m) => { first.push(m.seq); m.ack(); });
+      await waitFor(() => first.length === 3, "three deliveries");
+      assert.equal(await bus.deleteConsumer(name, "gone"), true);
+      assert.equal(await bus.deleteConsumer(name, "gone"), false, "already deleted");
+      assert.equal(await bus.deleteConsumer(`${name}_NONE`, "gone"), false, "no such stream");
+      await bus.publishDurable(`${prefix}.m`, enc("4"), { msgId: "x4" });
+      await bus.flush();
+      assert.deepEqual(first, [1, 2, 3], "the deleted durable's session delivers nothing more");
+      const again: number[] = [];
+      const c = await bus.consume({ stream: name, durable: "gone" }, (m) => { again.push(m.seq); m.ack(); });
+      await waitFor(() => again.length === 4, "all four to the new durable of that name");
+      await c.stop();
+      assert.deepEqual(again, [1, 2, 3, 4]);
+      assert.equal(await bus.deleteConsumer(name, "gone"), true);
+    });
+
     it("stop() waits for the in-flight handler", async () => {
       const { name, prefix } = await newStream();
       await bus.publishDurable(`${prefix}.m`, enc("1"), { msgId: "w1" });

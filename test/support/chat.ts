@@ -20,7 +20,7 @@ import { ChannelService, type ChannelOptions } from "../../services/channel/serv
 import { FilesService, type FilesOptions } from "../../services/files/service.js";
 import { LookupService } from "../../services/lookup/service.js";
 import type { RelayKey } from "../../services/relay/keys.js";
-import { ChatClient } from "../../client/chat.js";
+import { ChatClient, Role, type ServerEvent } from "../../client/chat.js";
 import type { RelayClient } from "../../client/relay.js";
 import { Harness, newRelayKey, unique, type RelayInstance } from "./harness.js";
 
@@ -108,6 +108,28 @@ export class ChatPool {
     return { url: `http://127.0.0.1:${http.port}`, service };
   }
 
+  /**
+   * Makes count made-up users members of a room with one INSERT (a large
+   * room without 10,000 sign-ins and joins); returns their ids.
+   */
+  async addMembers(roomId: string, count: number): Promise<string[]> {
+    const db = createPool(this.chatDb, 1);
+    try {
+      const { rows } = await db.query<{ user_id: string }>(
+        `WITH added AS (
+           INSERT INTO members (room_id, user_id, role, joined_at_ms, last_read_seq)
+           SELECT $1, $1 || '-member-' || i, ${Role.ROLE_MEMBER}, $3, r.last_seq FROM generate_series(1, $2::int) i, rooms r WHERE r.id = $1
+           RETURNING user_id),
+         counted AS (UPDATE rooms SET member_count = member_count + (SELECT count(*) FROM added) WHERE id = $1)
+         SELECT user_id FROM added`,
+        [roomId, count, Date.now()],
+      );
+      return rows.map((r) => r.user_id);
+    } finally {
+      await db.end();
+    }
+  }
+
   /** A registered identity with a device and a chat client (via lookup, or pinned to one channel). */
   async user(name: string, route: { lookup?: string[]; channel?: string }): Promise<{ id: string; chat: ChatClient; relay: RelayClient }> {
     const id = unique(name);
@@ -120,3 +142,23 @@ export class ChatPool {
 }
 
 export const roomName = (prefix: string) => unique(prefix).toLowerCase();
+
+/** A live session recording what it receives. */
+export function follow(chat: ChatClient) {
+  const events: ServerEvent[] = [];
+  const live = chat.live({ onEvent: (e) => void events.push(e) });
+  const messages = (room: string) => events.flatMap((e) => (e.event?.$case === "message" && e.event.value.roomId === room ? [e.event.value] : []));
+  /** The presence events of a room, in arrival order. */
+  const presence = (room: string) => events.flatMap((e) => (e.event?.$case === "presence" && e.event.value.roomId === room ? [e.event.value] : []));
+  const online = (room: string) => {
+    const set = new Set<string>();
+    for (const p of presence(room)) {
+      if (p.full) set.clear();
+      for (const u of p.online) set.add(u);
+      for (const u of p.offline) set.delete(u);
+    }
+    return set;
+  };
+  const caughtUp = (room: string) => events.some((e) => e.event?.$case === "caughtUp" && e.event.value.roomId === room);
+  return { live, events, messages, presence, online, caughtUp };
+}

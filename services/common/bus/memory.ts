@@ -270,6 +270,14 @@ export class MemoryBus implements Bus {
     return session;
   }
 
+  async deleteConsumer(streamName: string, durable: string): Promise<boolean> {
+    const stream = this.streams.get(streamName);
+    const state = stream?.durables.get(durable);
+    if (!stream || !state) return false;
+    await Promise.all([...this.sessions].filter((s) => s.state === state).map((s) => s.stop()));
+    return stream.durables.delete(durable);
+  }
+
   /** Removes a stream, its messages and its durable consumers. */
   async deleteStream(name: string): Promise<boolean> {
     const stream = this.streams.get(name);

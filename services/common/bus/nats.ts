@@ -115,6 +115,17 @@ export class NatsBus implements Bus {
     return consumer;
   }
 
+  async deleteConsumer(stream: string, durable: string): Promise<boolean> {
+    // Ours first: a running session would recreate the consumer it lost.
+    await Promise.all([...this.consumers].filter((c) => c.stream === stream && c.durable === durable).map((c) => c.stop()));
+    try {
+      return await this.jsm.consumers.delete(stream, durable);
+    } catch (err) {
+      if (isApiError(err, JetStreamApiCodes.ConsumerNotFound) || isApiError(err, JetStreamApiCodes.StreamNotFound)) return false;
+      throw err;
+    }
+  }
+
   /** Removes a stream and its consumers (tests, admin tools). */
   async deleteStream(name: string): Promise<boolean> {
     try {
@@ -183,6 +194,14 @@ class NatsConsumer implements Consumer {
     onEnd: () => void,
   ) {
     this.done = this.run().finally(onEnd);
+  }
+
+  get stream(): string {
+    return this.opts.stream;
+  }
+
+  get durable(): string {
+    return this.opts.durable;
   }
 
   private async run(): Promise<void> {

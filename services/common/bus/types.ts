@@ -81,6 +81,13 @@ export interface Bus {
   publishDurable(subject: string, data: Uint8Array, opts: { msgId: string; headers?: Headers }): Promise<PublishAck>;
   /** Delivers stream messages in order to handler; at-least-once. */
   consume(opts: ConsumerOptions, handler: (msg: DurableMessage) => Promise<void> | void): Promise<Consumer>;
+  /**
+   * Removes a durable consumer and its progress, stopping this bus's
+   * consume() sessions of it first; false when there was none. For readers
+   * whose name will not be used again (a stopped durable otherwise stays on
+   * the server for good).
+   */
+  deleteConsumer(stream: string, durable: string): Promise<boolean>;
 
   /** Resolves when everything published so far has reached the server. */
   flush(): Promise<void>;
