@@ -27,6 +27,10 @@ ENV NODE_ENV=production \
     PARLEY_HOST=0.0.0.0 \
     PARLEY_DATA_DIR=/data
 WORKDIR /app
+# xsltproc: the compliance service's XSLT processor (services/compliance/xslt.ts).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends xsltproc \
+ && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 parley \
  && useradd --system --uid 10001 --gid 10001 --home-dir /app --no-create-home \
       --shell /usr/sbin/nologin parley \
@@ -35,6 +39,9 @@ RUN groupadd --system --gid 10001 parley \
 COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+# The compliance export's XSD and the example stylesheets (mount your own with --xslt).
+COPY --from=build /app/services/compliance/schema ./services/compliance/schema
+COPY --from=build /app/services/compliance/stylesheets ./services/compliance/stylesheets
 USER 10001:10001
 EXPOSE 50051 9090
 ENTRYPOINT ["node", "dist/client/cli/main.js"]

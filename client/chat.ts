@@ -47,6 +47,7 @@ type Unary<T> = (c: pb.ChannelClient, md: grpc.Metadata, o: Partial<grpc.CallOpt
 export class ChatClient {
   private token: { value: string; expiresAtMs: number } | undefined;
   private assigned: { id: string; address: string; client: pb.ChannelClient } | undefined;
+  private assigning: Promise<{ id: string; address: string; client: pb.ChannelClient }> | undefined;
   private readonly lookups: LookupClient[];
   private lookupIndex = 0;
   private readonly sessions = new Set<LiveSession>();
@@ -102,13 +103,19 @@ export class ChatClient {
     throw last ?? new Error("no lookup replica answered");
   }
 
+  /**
+   * The assigned instance's client. Concurrent callers share one assignment
+   * (otherwise each would replace, and close, the client the others use).
+   */
   private async channel(exclude: string[] = []): Promise<{ id: string; client: pb.ChannelClient }> {
-    if (!this.assigned || exclude.includes(this.assigned.id)) {
+    if (this.assigned && !exclude.includes(this.assigned.id)) return this.assigned;
+    this.assigning ??= (async () => {
       const a = await this.assign(exclude);
       this.assigned?.client.close();
       this.assigned = { id: a.instanceId, address: a.address, client: new pb.ChannelClient(a.address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS) };
-    }
-    return this.assigned;
+      return this.assigned;
+    })().finally(() => (this.assigning = undefined));
+    return this.assigning;
   }
 
   /** A unary call on the assigned instance; on UNAVAILABLE it is reassigned and the call retried. */
@@ -124,8 +131,10 @@ export class ChatClient {
         );
       } catch (err) {
         const e = fromServiceError(err);
-        if (attempt >= maxAttempts || !isRetryable(e)) throw e;
-        failed.push(ch.id);
+        // A call on a client another call had meanwhile replaced (and closed) is simply retried.
+        const replaced = this.assigned !== ch;
+        if (attempt >= maxAttempts || (!isRetryable(e) && !replaced)) throw e;
+        if (!replaced) failed.push(ch.id);
         await delay(Math.min(1000, 50 * 2 ** attempt));
       }
     }

@@ -5,6 +5,8 @@
 #   NATS        127.0.0.1:$NATS_PORT (4222)     with JetStream
 #   RabbitMQ    127.0.0.1:$RABBITMQ_PORT (5672) guest/guest, only with --bench
 #   chromium    installed (not a daemon) for the web admin page tests
+#   xsltproc, xmllint  installed: the compliance service's XSLT processor, and
+#               the XSD validator its tests check every export with
 #
 # Whatever already listens on a port is reused. Otherwise an installed service
 # is started directly (no systemd needed), and a missing one is installed with
@@ -266,6 +268,8 @@ if [ "$need_nats" -eq 1 ] && [ -z "$(nats_bin)" ]; then missing+=(nats-server); 
 if [ "$need_rabbitmq" -eq 1 ] && ! command -v rabbitmq-server >/dev/null 2>&1; then missing+=(rabbitmq-server); fi
 # The relay's web admin page is tested in Debian's headless Chromium.
 if ! command -v chromium >/dev/null 2>&1; then missing+=(chromium); fi
+if ! command -v xsltproc >/dev/null 2>&1; then missing+=(xsltproc); fi
+if ! command -v xmllint >/dev/null 2>&1; then missing+=(libxml2-utils); fi
 if [ ${#missing[@]} -gt 0 ]; then
   apt_install "${missing[@]}"
   if [ "$need_pg" -eq 1 ] && ! pg_installed; then die "PostgreSQL: pg_ctlcluster still missing after apt-get install"; fi

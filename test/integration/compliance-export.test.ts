@@ -17,19 +17,10 @@ import { ParleyClientError } from "../../client/errors.js";
 import { uploadFile } from "../../client/files.js";
 import { ComplianceAdmin } from "../../client/compliance.js";
 import { ChatPool, roomName } from "../support/chat.js";
-import { ComplianceUnderTest, STYLESHEETS, testStream, XSD } from "../support/compliance.js";
+import { ComplianceUnderTest, STYLESHEETS, testStream, xsdErrors } from "../support/compliance.js";
 import { Harness } from "../support/harness.js";
 import { waitFor } from "../support/wait.js";
 
-/** Validates against the XSD with libxml2's xmllint; returns its complaint, or "" when valid. */
-export function xsdErrors(xml: string): string {
-  try {
-    execFileSync("xmllint", ["--noout", "--schema", XSD, "-"], { input: xml, stdio: ["pipe", "pipe", "pipe"] });
-    return "";
-  } catch (err) {
-    return String((err as { stderr?: Buffer }).stderr ?? err);
-  }
-}
 
 describe("compliance export", () => {
   const h = new Harness();

@@ -7,6 +7,7 @@
  *   const batch = await c.admin.exportNow();
  *   await c.kill();  await c.restart();
  */
+import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -21,6 +22,16 @@ import { startParley, type Proc } from "./processes.js";
 export const ADMIN_TOKEN = "compliance-test-admin-token";
 export const STYLESHEETS = new URL("../../../services/compliance/stylesheets/", import.meta.url).pathname;
 export const XSD = new URL("../../../services/compliance/schema/parley-compliance-1.xsd", import.meta.url).pathname;
+
+/** Validates against the XSD with libxml2's xmllint; returns its complaint, or "" when valid. */
+export function xsdErrors(xml: string): string {
+  try {
+    execFileSync("xmllint", ["--noout", "--schema", XSD, "-"], { input: xml, stdio: ["pipe", "pipe", "pipe"] });
+    return "";
+  } catch (err) {
+    return String((err as { stderr?: Buffer }).stderr ?? err);
+  }
+}
 
 /** A stream of its own per test, so parallel runs never share events. */
 export const testStream = () => `PARLEY_T_${randomBytes(4).toString("hex").toUpperCase()}`;
