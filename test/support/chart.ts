@@ -12,7 +12,8 @@ import { execFile, spawn } from "node:child_process";
 import { readFileSync, readdirSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { loadAllYaml } from "@kubernetes/client-node";
+// js-yaml as plain data: client-node's loadAllYaml turns objects into its model classes.
+import { loadAll } from "js-yaml";
 import { collectDefaultMetrics, Registry } from "prom-client";
 
 /** The repository (this file runs from dist/test/support). */
@@ -80,7 +81,7 @@ export async function renderChart(tools: ChartTools, args: string[] = []): Promi
 }
 
 export function parseManifests(yaml: string): KubeManifest[] {
-  return loadAllYaml(yaml).filter((o): o is KubeManifest => o !== null && typeof o === "object");
+  return loadAll(yaml).filter((o): o is KubeManifest => o !== null && typeof o === "object");
 }
 
 /** The one object of this kind (and name); fails the test naming what was there instead. */
