@@ -250,26 +250,30 @@ describe("Helm chart against a real apiserver", () => {
     const deployment = JSON.parse(await cp.kubectl(["get", "deployment", "parley-operator", "-n", RELEASE_NS, "-o", "json"]));
     const chartArgs = (deployment.spec.template.spec.containers[0].args as string[]).filter((a) => a !== "operator" && !a.startsWith("--http-port"));
     op = await startOperator(cp, [...chartArgs, "--kubeconfig", saKubeconfig]);
-    await waitFor("the operator to take the chart's Lease", async () => (await op!.metric("parley_operator_leader")) === 1, 30_000, 200);
+    await waitFor("the operator to take the chart's Lease", async () => (await op!.metric("parley_operator_leader")) === 1, 30_000, 200)
+      .catch((err: Error) => Promise.reject(new Error(`${err.message}\noperator log:\n${op?.proc.output.slice(-4000)}`)));
     const lease = JSON.parse(await cp.kubectl(["get", "lease", "parley-operator", "-n", RELEASE_NS, "-o", "json"]));
     assert.ok(lease.spec.holderIdentity);
 
+    // A failed wait below is most likely a denial: say so with the operator's own words.
+    const orLog = <T>(p: Promise<T>) => p.catch((err: Error) => Promise.reject(new Error(`${err.message}\noperator log:\n${op?.proc.output.slice(-4000)}`)));
+
     await cp.kubectl(["apply", "-f", "-"], { input: JSON.stringify({ apiVersion: "parley.dev/v1alpha1", kind: "RelayServer", metadata: { name: "east", namespace: APPS }, spec: { database: { secretRef: { name: "east-db" } } } }) });
     // Every step ran (ServiceMonitor is the last): SA, Role/RoleBinding (escalation check), key Secret, ConfigMap, Service, PDB, Deployment.
-    await waitFor("the RelayServer's ServiceMonitor", () => cp.kubectl(["get", "servicemonitor", "east", "-n", APPS, "-o", "name"]).catch(() => undefined), 30_000, 200);
+    await orLog(waitFor("the RelayServer's ServiceMonitor", () => cp.kubectl(["get", "servicemonitor", "east", "-n", APPS, "-o", "name"]).catch(() => undefined), 30_000, 200));
     const names = (await cp.kubectl(["get", "deployments,services,configmaps,secrets,serviceaccounts,roles,rolebindings,poddisruptionbudgets,servicemonitors", "-n", APPS, "-l", "app.kubernetes.io/instance=east", "-o", "name"])).split("\n").filter(Boolean).sort();
     assert.deepEqual(names, [
       "configmap/east-config", "deployment.apps/east", "poddisruptionbudget.policy/east", "role.rbac.authorization.k8s.io/east-relay",
       "rolebinding.rbac.authorization.k8s.io/east-relay", "secret/east-key", "service/east", "serviceaccount/east-relay", "servicemonitor.monitoring.coreos.com/east",
     ]);
     // Status written through relayservers/status, and no step failed.
-    const status = await waitFor("status with observedGeneration", async () => {
+    const status = await orLog(waitFor("status with observedGeneration", async () => {
       const cr = JSON.parse(await cp.kubectl(["get", "relayserver", "east", "-n", APPS, "-o", "json"]));
       return cr.status?.observedGeneration === cr.metadata.generation ? cr.status : undefined;
-    }, 30_000, 200);
+    }, 30_000, 200));
     assert.equal(status.conditions.find((c: any) => c.type === "Degraded")?.status, "False");
     // The examples in the release namespace were reconciled too (the operator watches all namespaces).
-    await waitFor("the example RelayServer's Deployment", () => cp.kubectl(["get", "deployment", "example", "-n", RELEASE_NS, "-o", "name"]).catch(() => undefined), 30_000, 200);
+    await orLog(waitFor("the example RelayServer's Deployment", () => cp.kubectl(["get", "deployment", "example", "-n", RELEASE_NS, "-o", "name"]).catch(() => undefined), 30_000, 200));
     assert.doesNotMatch(op.proc.output, /forbidden|\b403\b/i, `the operator hit RBAC denials:\n${op.proc.output.slice(-3000)}`);
     assert.equal(await op.metric("parley_operator_reconciles_total", { kind: "RelayServer", result: "error" }), 0);
     assert.equal(await op.metric("parley_operator_watch_restarts_total"), 0);
