@@ -93,6 +93,12 @@ describe("Helm chart charts/parley", () => {
     await assert.rejects(templateChart(tools, ["--set", "operator.leaderElection.enabled=false"]), /operator\.replicas > 1 needs operator\.leaderElection\.enabled/);
   });
 
+  test("values.schema.json refuses a misspelled or invalid value, naming it", async () => {
+    await assert.rejects(templateChart(tools, ["--set", "operator.replica=3"]), /at '\/operator': additional properties 'replica' not allowed/);
+    await assert.rejects(templateChart(tools, ["--set", "operator.workers=0"]), /at '\/operator\/workers': minimum: got 0, want 1/);
+    await assert.rejects(templateChart(tools, ["--set", "image.pullPolicy=Sometimes"]), /at '\/image\/pullPolicy'/);
+  });
+
   test("CRDs: rendered by default with the keep annotation, left out with crds.install=false", async () => {
     const crds = defaults.filter((o) => o.kind === "CustomResourceDefinition");
     assert.deepEqual(crds.map((c) => c.metadata.name).sort(), ["chatpools.parley.dev", "compliancesinks.parley.dev", "relayservers.parley.dev"]);
