@@ -68,9 +68,13 @@ services:
 	@bash scripts/ensure-services.sh
 
 # The operator tests need a real etcd + kube-apiserver, built once from the Go
-# module proxy (minutes cold, cached afterwards) before any test starts.
+# module proxy (minutes cold, cached afterwards) before any test starts. The
+# Helm chart tests need helm (also from the Go module proxy, cached) and
+# promtool (Debian's prometheus package).
 test: build services
 	@export PARLEY_CONTROLPLANE_DIR="$$(bash scripts/ensure-controlplane.sh)"; \
+	chart_tools="$$(bash scripts/ensure-chart-tools.sh)"; eval "$$chart_tools"; \
+	export PARLEY_HELM PARLEY_PROMTOOL; \
 	$(NODE) scripts/run-tests.mjs $(TESTS)
 
 bench: build
