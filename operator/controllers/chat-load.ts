@@ -47,6 +47,8 @@ interface PoolWatch {
   reports: Map<string, HeardReport>;
   /** What the last onChange was about, so unchanged repeats do not requeue. */
   signature: string;
+  lastNotifiedMs: number;
+  pending?: NodeJS.Timeout;
 }
 
 export interface ChatLoadMonitorOptions {
@@ -56,6 +58,8 @@ export interface ChatLoadMonitorOptions {
   connect?: (url: string) => Promise<Bus>;
   now?: () => number;
   retryMs?: number;
+  /** At most one onChange per pool this often (a busy pool's users change in every report); default 3 s. */
+  minNotifyIntervalMs?: number;
 }
 
 /** A report older than this many of its own intervals is stale (the lookups use 3 too, by default). */
@@ -67,8 +71,14 @@ export class ChatLoadMonitor {
   private readonly now: () => number;
   private closed = false;
 
+  private readonly staleCheck: NodeJS.Timeout;
+
   constructor(private readonly opts: ChatLoadMonitorOptions) {
     this.now = opts.now ?? Date.now;
+    this.staleCheck = setInterval(() => {
+      for (const [key, pool] of this.pools) this.checkChanged(key, pool);
+    }, 5000);
+    this.staleCheck.unref();
   }
 
   /** Follows a pool's reports on `url` (idempotent; a changed URL moves it). */
@@ -77,7 +87,7 @@ export class ChatLoadMonitor {
     if (existing?.url === url) return;
     if (existing) this.forget(poolKey);
     const escaped = poolName.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
-    this.pools.set(poolKey, { url, pattern: new RegExp(`^${escaped}-channel-(\\d+)$`), reports: new Map(), signature: "" });
+    this.pools.set(poolKey, { url, pattern: new RegExp(`^${escaped}-channel-(\\d+)$`), reports: new Map(), signature: "", lastNotifiedMs: 0 });
     let conn = this.connections.get(url);
     if (!conn) {
       conn = { url, closed: false, pools: new Set() };
@@ -91,6 +101,7 @@ export class ChatLoadMonitor {
     const pool = this.pools.get(poolKey);
     if (!pool) return;
     this.pools.delete(poolKey);
+    clearTimeout(pool.pending);
     const conn = this.connections.get(pool.url);
     if (!conn) return;
     conn.pools.delete(poolKey);
@@ -124,6 +135,8 @@ export class ChatLoadMonitor {
 
   async close(): Promise<void> {
     this.closed = true;
+    clearInterval(this.staleCheck);
+    for (const p of this.pools.values()) clearTimeout(p.pending);
     this.pools.clear();
     await Promise.all([...this.connections.values()].map((c) => this.closeConnection(c)));
   }
@@ -172,11 +185,29 @@ export class ChatLoadMonitor {
         instance: r.instanceId, ordinal: Number(m[1]), users: r.users, sessions: r.sessions, healthy: r.healthy,
         sentAtMs: r.sentAtMs, receivedAtMs: this.now(), intervalMs: r.intervalMs,
       });
-      const signature = [...pool.reports.values()].sort((a, b) => a.ordinal - b.ordinal).map((x) => `${x.ordinal}:${x.users}:${x.sessions}:${x.healthy}`).join(",");
-      if (signature !== pool.signature) {
-        pool.signature = signature;
-        this.opts.onChange(key);
-      }
+      this.checkChanged(key, pool);
     }
+  }
+
+  /** Notifies when what the fresh reports say changed (a silent instance going stale is a change too). */
+  private checkChanged(key: string, pool: PoolWatch): void {
+    const signature = (this.instances(key) ?? []).map((x) => `${x.ordinal}:${x.users}:${x.sessions}:${x.healthy}`).join(",");
+    if (signature === pool.signature) return;
+    pool.signature = signature;
+    this.notify(key, pool);
+  }
+
+  /** Throttled, trailing: the reconcile after a burst of changes sees the last of them. */
+  private notify(key: string, pool: PoolWatch): void {
+    if (pool.pending) return;
+    const wait = pool.lastNotifiedMs + (this.opts.minNotifyIntervalMs ?? 3000) - this.now();
+    const fire = () => {
+      pool.pending = undefined;
+      pool.lastNotifiedMs = this.now();
+      if (this.pools.get(key) === pool) this.opts.onChange(key);
+    };
+    if (wait <= 0) return fire();
+    pool.pending = setTimeout(fire, wait);
+    pool.pending.unref();
   }
 }

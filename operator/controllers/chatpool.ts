@@ -151,8 +151,10 @@ export class ChatPoolController {
       }
     }
     const d = decision!;
-    // A plan under way (draining, cooldown) needs another look even if no report changes.
-    if (d.replicas !== d.target || d.reason === "Cooldown" || d.reason === "LoadUnknown") this.recheck(key);
+    // A plan under way needs another look even if no report changes: a drain
+    // soon, a cooldown when it ends. (Unknown load: the monitor calls when it knows.)
+    if (d.replicas !== d.target) this.recheck(key, PLAN_RECHECK_MS);
+    else if (d.reason === "Cooldown") this.recheck(key, this.cooldownLeftMs(cr) + 100);
     await this.writeStatus(cr, this.readyStatus(cr, d, channel, lookup, files));
     return "success";
   }
@@ -180,12 +182,17 @@ export class ChatPoolController {
     if (d.drain.length) this.deps.log.info({ chatPool: `${cr.metadata.namespace}/${cr.metadata.name}`, drain: d.drain.map(pod) }, "draining channel instances before scale-in");
   }
 
-  private recheck(key: string): void {
+  private cooldownLeftMs(cr: ChatPool): number {
+    const last = cr.status?.lastScaleTime ? Date.parse(cr.status.lastScaleTime) : 0;
+    return Math.max(0, last + durationMs(chatPoolSpecWithDefaults(cr.spec).channel.scaleCooldown) - this.now().getTime());
+  }
+
+  private recheck(key: string, afterMs: number): void {
     if (this.rechecks.has(key)) return;
     const t = setTimeout(() => {
       this.rechecks.delete(key);
       this.deps.enqueue(key);
-    }, PLAN_RECHECK_MS);
+    }, afterMs);
     t.unref();
     this.rechecks.set(key, t);
   }

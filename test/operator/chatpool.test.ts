@@ -216,6 +216,17 @@ describe("operator: ChatPool against a real apiserver", () => {
     assert.equal(auto.status?.instances, 4);
   });
 
+  test("the pause annotation stops reconciling until it is removed", async () => {
+    await kubectl("annotate", "chatpool", "alpha", "-n", NS, "parley.dev/paused=true");
+    await waitStatus("alpha", "phase Paused", (c) => c.status?.phase === "Paused");
+    const paused = await op.metric("parley_operator_reconciles_total", { kind: "ChatPool", result: "paused" });
+    await kubectl("delete", "service", "alpha-lookup", "-n", NS);
+    await waitFor("a paused reconcile after the deletion", async () => (await op.metric("parley_operator_reconciles_total", { kind: "ChatPool", result: "paused" })) > paused, 10_000, 100);
+    assert.equal(await tryGet("service", "alpha-lookup"), undefined);
+    await kubectl("annotate", "chatpool", "alpha", "-n", NS, "parley.dev/paused-");
+    await waitFor("Service recreated after unpausing", () => tryGet("service", "alpha-lookup"), 10_000, 100);
+  });
+
   test("an existing claim is mounted instead of a PVC of the pool's own", async () => {
     await apply(pool("beta", { files: { storage: { existingClaim: "shared-files" } } }));
     await waitFor("beta's files Deployment", () => tryGet("deployment", "beta-files"), 20_000, 100);
