@@ -10,7 +10,8 @@
  */
 import type { KubeConfig, KubernetesObject } from "@kubernetes/client-node";
 import type { Logger } from "../services/common/log.js";
-import { API_VERSION, type RelayServer } from "./api/types.js";
+import { API_VERSION, type ChatPool, type RelayServer } from "./api/types.js";
+import { ChatPoolController } from "./controllers/chatpool.js";
 import { RelayServerController } from "./controllers/relayserver.js";
 import { KubeApiError, resourcePath, type KubeClient } from "./kube/client.js";
 import { WorkQueue } from "./kube/queue.js";
@@ -37,6 +38,8 @@ const OWNED: Array<{ apiVersion: string; kind: string }> = [
   { apiVersion: "v1", kind: "Secret" },
   { apiVersion: "v1", kind: "ServiceAccount" },
   { apiVersion: "policy/v1", kind: "PodDisruptionBudget" },
+  { apiVersion: "apps/v1", kind: "StatefulSet" },
+  { apiVersion: "v1", kind: "PersistentVolumeClaim" },
 ];
 
 const SERVICE_MONITOR_CRD = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/servicemonitors.monitoring.coreos.com";
@@ -47,12 +50,15 @@ export class OperatorManager {
   private readonly relayServers: SupervisedWatch<KubernetesObject>;
   private readonly owned: Array<{ kind: string; watch: SupervisedWatch<KubernetesObject> }> = [];
   private readonly relayController: RelayServerController;
+  private readonly chatPools: SupervisedWatch<KubernetesObject>;
+  private readonly chatController: ChatPoolController;
   private readonly timers: NodeJS.Timeout[] = [];
   private monitorsCache: { at: number; available: boolean } | undefined;
 
   private constructor(private readonly opts: ManagerOptions) {
     const { log } = opts;
     this.relayController = new RelayServerController({ kube: opts.kube, log, serviceMonitorsAvailable: () => this.serviceMonitorsAvailable() });
+    this.chatController = new ChatPoolController({ kube: opts.kube, log, serviceMonitorsAvailable: () => this.serviceMonitorsAvailable(), enqueue: (key) => this.queue.add(key) });
     this.queue = new WorkQueue((key) => this.process(key), {
       workers: opts.workers ?? 2,
       onResult: (key, result, err) => {
@@ -67,6 +73,7 @@ export class OperatorManager {
       onRestart: (watch) => watchRestarts.inc({ watch }),
     });
     this.relayServers = this.watches.watch("relayservers", resourcePath(API_VERSION, "RelayServer", opts.namespace), {}, (_type, obj) => this.queue.add(keyOf("RelayServer", obj)));
+    this.chatPools = this.watches.watch("chatpools", resourcePath(API_VERSION, "ChatPool", opts.namespace), {}, (_type, obj) => this.queue.add(keyOf("ChatPool", obj)));
     for (const { apiVersion, kind } of OWNED) {
       const watch = this.watches.watch(kind.toLowerCase(), resourcePath(apiVersion, kind, opts.namespace), { labelSelector: `${MANAGED_BY_LABEL}=${MANAGER}` }, (_type, obj) => {
         const owner = obj.metadata?.ownerReferences?.find((r) => r.controller && r.apiVersion === API_VERSION);
@@ -93,10 +100,12 @@ export class OperatorManager {
     for (const t of this.timers) clearInterval(t);
     await this.watches.stop();
     await this.queue.stop();
+    await this.chatController.close();
   }
 
   private resync(): void {
     for (const obj of this.relayServers.cache.list()) this.queue.add(keyOf("RelayServer", obj));
+    for (const obj of this.chatPools.cache.list()) this.queue.add(keyOf("ChatPool", obj));
   }
 
   private updateGauges(): void {
@@ -108,7 +117,8 @@ export class OperatorManager {
     const [kind, namespace, name] = key.split("/") as [string, string, string];
     const end = reconcileDuration.startTimer({ kind });
     try {
-      if (kind !== "RelayServer") return; // ChatPool and ComplianceSink controllers come next (docs/operator.md)
+      if (kind === "ChatPool") return void (await this.processChatPool(key, namespace, name));
+      if (kind !== "RelayServer") return; // the ComplianceSink controller comes next (docs/operator.md)
       // Fresh from the API, not the cache: the status we wrote last must be the one we compare with.
       const cr = await this.opts.kube.get<RelayServer>(resourcePath(API_VERSION, kind, namespace, name));
       if (!cr) return; // deleted: its objects follow through owner references
@@ -120,6 +130,12 @@ export class OperatorManager {
     } finally {
       end();
     }
+  }
+
+  private async processChatPool(key: string, namespace: string, name: string): Promise<void> {
+    const cr = await this.opts.kube.get<ChatPool>(resourcePath(API_VERSION, "ChatPool", namespace, name));
+    if (!cr) return this.chatController.forget(key);
+    reconcilesTotal.inc({ kind: "ChatPool", result: await this.chatController.reconcile(cr) });
   }
 
   private async serviceMonitorsAvailable(): Promise<boolean> {

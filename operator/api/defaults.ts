@@ -68,6 +68,7 @@ export function chatPoolSpecWithDefaults(s: ChatPoolSpec) {
       minInstances: s.channel?.minInstances ?? 2,
       maxInstances: s.channel?.maxInstances ?? 10,
       targetUsersPerInstance: s.channel?.targetUsersPerInstance ?? 500,
+      scaleCooldown: s.channel?.scaleCooldown ?? "2m",
       replicas: s.channel?.replicas,
       resources: s.channel?.resources ?? {},
     },

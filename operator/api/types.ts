@@ -87,7 +87,15 @@ export interface ChatPoolSpec {
   image?: string;
   imagePullPolicy?: "Always" | "IfNotPresent" | "Never";
   relay?: string;
-  channel?: { minInstances?: number; maxInstances?: number; targetUsersPerInstance?: number; replicas?: number; resources?: Record<string, unknown> };
+  channel?: {
+    minInstances?: number;
+    maxInstances?: number;
+    targetUsersPerInstance?: number;
+    /** Least time between two load-driven scaling steps, e.g. "2m". */
+    scaleCooldown?: string;
+    replicas?: number;
+    resources?: Record<string, unknown>;
+  };
   lookup?: { replicas?: number; resources?: Record<string, unknown> };
   files?: {
     replicas?: number;
@@ -105,7 +113,8 @@ export interface ChatPoolStatus {
   readyInstances?: number;
   selector?: string;
   totalUsers?: number;
-  load?: Array<{ instance: string; users?: number; reportedAt?: string }>;
+  load?: Array<{ instance: string; users?: number; sessions?: number; healthy?: boolean; reportedAt?: string }>;
+  lastScaleTime?: string;
   conditions?: Condition[];
 }
 

@@ -1,3 +1,4 @@
 /** Pure builders of the objects the operator owns. */
 export * from "./meta.js";
 export * from "./relay.js";
+export * from "./chat.js";

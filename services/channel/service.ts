@@ -22,6 +22,7 @@ import { ComplianceLog } from "../common/compliance.js";
 import { ComplianceSweep } from "./compliance-sweep.js";
 import type { ChannelCore } from "./core.js";
 import { RoomFeeds } from "./feed.js";
+import { DrainControl } from "./drain.js";
 import { LoadReporter } from "./load.js";
 import { channelMetrics } from "./metrics.js";
 import { chatMigrations } from "./migrations.js";
@@ -82,6 +83,8 @@ export class ChannelService {
   readonly core: ChannelCore;
   private reporter: LoadReporter | undefined;
   readonly sweep: ComplianceSweep;
+  /** Operator-driven draining before scale-in (drain.ts). */
+  readonly drain: DrainControl;
 
   private constructor(private readonly options: ChannelOptions, private readonly deps: ChannelDeps, compliance: ComplianceLog) {
     const metrics = channelMetrics();
@@ -110,8 +113,11 @@ export class ChannelService {
       },
     };
     this.sweep = new ComplianceSweep(store, compliance, deps.clock, deps.log);
+    this.drain = new DrainControl({ bus: deps.bus, log: deps.log, instanceId: options.instanceId, sessions: this.core.sessions }, async () => void (await this.reporter?.report()));
     const verifier = new TokenVerifier(options.relayPublicKey, deps.clock);
-    this.services = [encodeSharedEventsOnce(bind(ChannelDefinition, "channel", channelHandlers(this.core), sessionAuthorizer(verifier, []), deps.log))];
+    const handlers = channelHandlers(this.core);
+    handlers.session = this.drain.guard(handlers.session);
+    this.services = [encodeSharedEventsOnce(bind(ChannelDefinition, "channel", handlers, sessionAuthorizer(verifier, []), deps.log))];
   }
 
   /** Applies the chat migrations, ensures the streams, then builds the service. */
@@ -129,9 +135,10 @@ export class ChannelService {
     this.reporter = new LoadReporter(this.deps.bus, this.deps.clock, this.options.instanceId, address, this.options.loadReportIntervalMs, {
       sessions: () => this.core.sessions.size,
       users: () => new Set([...this.core.sessions].map((s) => s.userId)).size,
-      healthy: async () => (await this.readiness()()) === undefined,
+      healthy: async () => !this.drain.draining && (await this.readiness()()) === undefined,
     });
     this.reporter.start();
+    this.drain.start();
   }
 
   readiness(): ReadinessCheck {
@@ -143,6 +150,7 @@ export class ChannelService {
    * lookup again and resume elsewhere) and announces its users offline.
    */
   async stop(): Promise<void> {
+    this.drain.stop();
     await this.reporter?.stop();
     this.sweep.stop();
     for (const s of this.core.sessions) s.end(new UnavailableError("channel instance shutting down; ask lookup for another"));
