@@ -72,7 +72,7 @@ services:
 # Helm chart tests need helm (also from the Go module proxy, cached) and
 # promtool (Debian's prometheus package).
 test: build services
-	@export PARLEY_CONTROLPLANE_DIR="$$(bash scripts/ensure-controlplane.sh)"; \
+	@PARLEY_CONTROLPLANE_DIR="$$(bash scripts/ensure-controlplane.sh)"; export PARLEY_CONTROLPLANE_DIR; \
 	chart_tools="$$(bash scripts/ensure-chart-tools.sh)"; eval "$$chart_tools"; \
 	export PARLEY_HELM PARLEY_PROMTOOL; \
 	$(NODE) scripts/run-tests.mjs $(TESTS)
