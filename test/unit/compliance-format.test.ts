@@ -1,11 +1,14 @@
 /** The compliance export's pure parts: presence across a conversation, XML escaping, EML headers, batch names, unparsable events. */
 import assert from "node:assert/strict";
+import { mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, it } from "node:test";
 import type { ComplianceRecord } from "../../services/common/compliance.js";
 import { toStaged, UNPARSED_ROOM } from "../../services/compliance/collector.js";
 import { buildConversation } from "../../services/compliance/conversation.js";
 import { encodeHeader } from "../../services/compliance/eml.js";
-import { batchTimeMs, newBatchId, safeName } from "../../services/compliance/output.js";
+import { batchTimeMs, newBatchId, OutputDir, safeName } from "../../services/compliance/output.js";
 import type { StagedRecord } from "../../services/compliance/store.js";
 import { attr, conversationXml, textElement } from "../../services/compliance/xml.js";
 
@@ -124,5 +127,37 @@ describe("collection of an event that is not a record", () => {
     assert.equal((bad.staged.record as unknown as { raw: string }).raw, "{not json");
     const good = toStaged({ data: new TextEncoder().encode(JSON.stringify({ v: 1, id: "x", roomId: "r", kind: "message.posted", atMs: T, actor: "a" })), seq: 1, msgId: "x", subject: "s" }, T);
     assert.equal(good.valid, true);
+  });
+});
+
+describe("the output directory's cleaning", () => {
+  it("removes picked-up batches and batches past the retention, whole, and stale temp files; keeps the rest", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "parley-out-"));
+    try {
+      const out = new OutputDir(dir);
+      const day = 86_400_000;
+      const now = T + 30 * day;
+      const write = async (batch: string) => {
+        const f = await out.write(`${batch}_room.xml`, "<x/>", { kind: "xml", room: "room" });
+        await out.writeManifest(batch, [f], now);
+      };
+      const old = newBatchId(now - 8 * day);
+      const picked = newBatchId(now - day);
+      const fresh = newBatchId(now - day);
+      for (const b of [old, picked, fresh]) await write(b);
+      writeFileSync(join(dir, `${picked}.picked-up`), "");
+      writeFileSync(join(dir, ".stale.tmp"), "");
+      utimesSync(join(dir, ".stale.tmp"), new Date(now - 2 * 3_600_000), new Date(now - 2 * 3_600_000));
+      writeFileSync(join(dir, ".recent.tmp"), "");
+      utimesSync(join(dir, ".recent.tmp"), new Date(now), new Date(now));
+
+      const { batches } = await out.clean(now, 7 * day);
+      assert.deepEqual(batches.sort(), [old, picked].sort());
+      assert.deepEqual(readdirSync(dir).sort(), [".recent.tmp", `${fresh}.manifest.json`, `${fresh}_room.xml`].sort());
+      assert.deepEqual(await out.batches(), [fresh]);
+      await assert.rejects(out.removeBatch("../x"), /not a batch id/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
