@@ -100,7 +100,7 @@ describe("operator: relay failover against a real apiserver", () => {
       return s?.reason === "InvalidTarget" && s;
     }, 10_000, 100);
     assert.equal(c.status, "False");
-    assert.equal(c.message, 'status.targetPrimary "north" is not a member of this pair (east, west); set it to "west" to switch over');
+    assert.equal(c.message, 'status.targetPrimary "north" is not a member of this pair (east, west); set it to "east" to switch over');
     const warning = await waitFor("InvalidTargetPrimary Event", async () => (await pair.events("east")).find((e) => e.reason === "InvalidTargetPrimary"), 10_000, 100);
     assert.equal(warning.type, "Warning");
     assert.match(warning.note, /nothing was changed$/);
