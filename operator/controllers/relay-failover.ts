@@ -79,6 +79,17 @@ export class RelayFailover {
       };
     }
 
+    const ids = [spec.relayId, relaySpecWithDefaults(secondary).relayId];
+    if (ids[0] !== ids[1]) {
+      // Different relay ids mean different change streams: the secondary does not follow this primary.
+      return {
+        status,
+        conditions: [{ type: "Paired", status: "False", reason: "RelayIdMismatch", message: `${name} has relayId ${ids[0]} but ${secondaryName} has ${ids[1]}: set the same spec.relayId on both` }],
+        servicePrimary: status.currentPrimary!,
+        requeueAfterMs: pollMs,
+        peers: [],
+      };
+    }
     const byName: Record<string, RelayServer> = { [name]: cr, [secondaryName]: secondary };
     // A currentPrimary outside the pair (spec.secondary was changed): the primary-role member serves.
     if (!byName[status.currentPrimary!]) status.currentPrimary = name;

@@ -13,7 +13,7 @@
  *   await controller.reconcile(cr);   // throws after recording Degraded, so the queue retries
  */
 import type { Logger } from "../../services/common/log.js";
-import { PAUSE_ANNOTATION, type RelayServer, type RelayServerStatus } from "../api/types.js";
+import { API_VERSION, PAUSE_ANNOTATION, type RelayServer, type RelayServerStatus } from "../api/types.js";
 import { relaySpecWithDefaults } from "../api/defaults.js";
 import { KubeApiError, resourcePath, type KubeClient } from "../kube/client.js";
 import { EventRecorder } from "../kube/events.js";
@@ -124,10 +124,25 @@ export class RelayServerController {
     return "success";
   }
 
-  /** Generated once: an existing key (ours or one the user brought) is never replaced. */
+  /**
+   * Generated once: an existing key (ours or one the user brought) is never
+   * replaced. A secondary takes its primary's key instead (clients pin one key
+   * per relay, and must keep it across a failover).
+   */
   private async ensureKeySecret(cr: RelayServer): Promise<void> {
-    const existing = await this.deps.kube.get<{ data?: Record<string, string> }>(resourcePath("v1", "Secret", cr.metadata.namespace, relayNames(cr).keySecret));
+    const secretAt = (name: string) => this.deps.kube.get<{ data?: Record<string, string> }>(resourcePath("v1", "Secret", cr.metadata.namespace, relayNames({ metadata: { ...cr.metadata, name } }).keySecret));
+    const existing = await secretAt(cr.metadata.name);
+    let fromPrimary: { data?: Record<string, string> } | undefined;
+    if (!existing?.data && cr.spec.role === "secondary") {
+      const owners = await this.deps.kube.list<RelayServer>(resourcePath(API_VERSION, "RelayServer", cr.metadata.namespace));
+      const owner = owners.items.find((r) => r.spec.role === "primary" && r.spec.secondary === cr.metadata.name);
+      // Never a key of its own: it would differ from the primary's for good.
+      if (!owner) throw new Error(`no RelayServer with role primary names ${cr.metadata.name} in spec.secondary yet; a secondary uses its primary's key`);
+      fromPrimary = await secretAt(owner.metadata.name);
+      if (!fromPrimary?.data) throw new Error(`waiting for the key of primary ${owner.metadata.name} (Secret ${relayNames(owner).keySecret}) to share it`);
+    }
     const secret = buildRelayKeySecret(cr, existing);
+    if (secret && fromPrimary?.data) secret.data = { ...fromPrimary.data };
     if (secret) await this.deps.kube.apply(secret);
   }
 

@@ -65,6 +65,8 @@ describe("operator: relay failover against a real apiserver", () => {
     assert.equal(await pair.selectorOf("east"), "east");
     await waitFor("west mirrors the primary", async () => (await pair.status("west")).currentPrimary === "east" && (await pair.selectorOf("west")) === "east", 10_000, 100);
     assert.equal(await pair.selectorOf("west-replica"), "west");
+    // One relay, one key: the secondary serves with its primary's (clients pin it).
+    assert.deepEqual((await pair.getJson("secret", "west-key")).data, (await pair.getJson("secret", "east-key")).data);
     assert.equal(await role("east"), ReplicaRole.REPLICA_ROLE_PRIMARY);
     assert.equal(await role("west"), ReplicaRole.REPLICA_ROLE_SECONDARY);
   });
