@@ -14,6 +14,7 @@ import { API_VERSION, type RelayServer, type RelayServerStatus } from "../api/ty
 import { relaySpecWithDefaults } from "../api/defaults.js";
 import { resourcePath, type KubeClient } from "../kube/client.js";
 import type { EventRecorder } from "../kube/events.js";
+import { relaySwitchovers } from "../metrics.js";
 import { relayNames } from "../specs/relay.js";
 import type { ConditionInput } from "./conditions.js";
 import { durationMs, planFailover, type MemberHealth } from "./failover-plan.js";
@@ -257,11 +258,13 @@ export class RelayFailover {
       const s = await this.d.admin.withAdmin(to, (a) => a.promote(timeoutSeconds), timeoutSeconds * 1000 + 15_000);
       const message = `${to.metadata.name} promoted (epoch ${s.epoch}, change ${s.appliedChange}); ${fenced}; Service ${relayNames(owner).service} selects ${to.metadata.name}`;
       await this.d.events.record(owner, { type: "Normal", reason: oldPrimaryHealthy ? "SwitchedOver" : "FailedOver", action: "Promote", note: message });
+      relaySwitchovers.inc({ kind, result: "promoted" });
       return { promoted: true, message };
     } catch (err) {
       const why = `promoting ${to.metadata.name} failed: ${(err as Error).message}`;
       if (!oldPrimaryHealthy) {
         await this.d.events.record(owner, { type: "Warning", reason: "PromotionFailed", action: "Promote", note: `${why}; retrying` });
+        relaySwitchovers.inc({ kind, result: "failed" });
         throw new Error(why, { cause: err });
       }
       // A person asked and the old primary is fine: give it the relay back rather than leave none.
@@ -270,10 +273,12 @@ export class RelayFailover {
       } catch (err2) {
         const both = `${why}; re-promoting ${from.metadata.name} failed too: ${(err2 as Error).message}`;
         await this.d.events.record(owner, { type: "Warning", reason: "PromotionFailed", action: "Promote", note: `${both}; retrying` });
+        relaySwitchovers.inc({ kind, result: "failed" });
         throw new Error(both, { cause: err2 });
       }
       const message = `${why}; ${from.metadata.name} is primary again and status.targetPrimary was reset`;
       await this.d.events.record(owner, { type: "Warning", reason: "SwitchoverAborted", action: "Promote", note: message });
+      relaySwitchovers.inc({ kind, result: "aborted" });
       return { promoted: false, message };
     }
   }

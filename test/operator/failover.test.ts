@@ -164,5 +164,8 @@ describe("operator: relay failover against a real apiserver", () => {
     assert.match(events[0] ?? "", /^Warning\/FailoverStarted: primary east has been unhealthy for \d+s \(failoverDelay 3s\): Deployment east has no ready instances; promoting west$/);
     assert.match(events.at(-1) ?? "", /^Normal\/FailedOver: west promoted/);
     await waitFor("PrimaryHealthy True (west)", async () => (await pair.condition("east", "PrimaryHealthy"))?.status === "True", 10_000, 100);
+    // Counted: the kubectl switchover, the plugin's, and this failover.
+    assert.equal(await op.metric("parley_operator_relay_switchovers_total", { kind: "switchover", result: "promoted" }), 2);
+    assert.equal(await op.metric("parley_operator_relay_switchovers_total", { kind: "failover", result: "promoted" }), 1);
   });
 });
