@@ -13,12 +13,13 @@ export type QueueSelector = { deviceId: string } | { identityId: string };
 export class RelayAdmin {
   private readonly client: pb.RelayAdminClient;
 
-  private constructor(address: string, private readonly token: string) {
+  private constructor(address: string, private readonly token: string, private readonly deadlineMs: number) {
     this.client = new pb.RelayAdminClient(address, grpc.credentials.createInsecure());
   }
 
-  static create(address: string, token: string): RelayAdmin {
-    return new RelayAdmin(address, token);
+  /** `deadlineMs` bounds the short calls (status, stats, demote); promote and rebuild have their own. */
+  static create(address: string, token: string, opts: { deadlineMs?: number } = {}): RelayAdmin {
+    return new RelayAdmin(address, token, opts.deadlineMs ?? 15_000);
   }
 
   close(): void {
@@ -74,7 +75,7 @@ export class RelayAdmin {
     return this.call<pb.QueueChecksums>((md, o, cb) => this.client.getQueueChecksums({}, md, o, cb), 60_000);
   }
 
-  private call<T>(fn: AdminCall<T>, timeoutMs = 15_000): Promise<T> {
+  private call<T>(fn: AdminCall<T>, timeoutMs = this.deadlineMs): Promise<T> {
     return callWithToken(this.token, fn, timeoutMs);
   }
 }

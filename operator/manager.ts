@@ -57,7 +57,13 @@ export class OperatorManager {
 
   private constructor(private readonly opts: ManagerOptions) {
     const { log } = opts;
-    this.relayController = new RelayServerController({ kube: opts.kube, log, serviceMonitorsAvailable: () => this.serviceMonitorsAvailable() });
+    this.relayController = new RelayServerController({
+      kube: opts.kube,
+      log,
+      serviceMonitorsAvailable: () => this.serviceMonitorsAvailable(),
+      // Relay pairs poll their members' health, and a switchover queues the peer.
+      requeue: (namespace, name, afterMs) => (afterMs > 0 ? this.queue.addAfter(`RelayServer/${namespace}/${name}`, afterMs) : this.queue.add(`RelayServer/${namespace}/${name}`)),
+    });
     this.chatController = new ChatPoolController({ kube: opts.kube, log, serviceMonitorsAvailable: () => this.serviceMonitorsAvailable(), enqueue: (key) => this.queue.add(key) });
     this.queue = new WorkQueue((key) => this.process(key), {
       workers: opts.workers ?? 2,

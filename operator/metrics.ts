@@ -23,3 +23,6 @@ export const isLeader = metric("parley_operator_leader", () =>
 
 export const queueDepth = metric("parley_operator_queue_depth", () =>
   new Gauge({ name: "parley_operator_queue_depth", help: "Keys waiting in the work queue" }));
+
+export const relaySwitchovers = metric("parley_operator_relay_switchovers_total", () =>
+  new Counter({ name: "parley_operator_relay_switchovers_total", help: "Relay pair switchovers by kind (switchover: requested; failover: the primary was unhealthy) and result (promoted, aborted, failed)", labelNames: ["kind", "result"] as const }));

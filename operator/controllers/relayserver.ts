@@ -5,18 +5,25 @@
  * stops at the first failure and reports it (the step's name in the Degraded
  * condition). Status is written once, at the end, and only when it changed.
  *
- *   const controller = new RelayServerController({ kube, log, serviceMonitorsAvailable });
+ * Paired relays (role primary + secondary) add a Pair step: failover
+ * (relay-failover.ts) decides which member is primary before the client
+ * Service, whose selector follows it, is applied.
+ *
+ *   const controller = new RelayServerController({ kube, log, serviceMonitorsAvailable, requeue });
  *   await controller.reconcile(cr);   // throws after recording Degraded, so the queue retries
  */
 import type { Logger } from "../../services/common/log.js";
-import { PAUSE_ANNOTATION, type RelayServer, type RelayServerStatus } from "../api/types.js";
+import { API_VERSION, PAUSE_ANNOTATION, type RelayServer, type RelayServerStatus } from "../api/types.js";
 import { relaySpecWithDefaults } from "../api/defaults.js";
-import { resourcePath, type KubeClient } from "../kube/client.js";
+import { KubeApiError, resourcePath, type KubeClient } from "../kube/client.js";
+import { EventRecorder } from "../kube/events.js";
 import {
+  buildRelayAdminSecret,
   buildRelayConfigMap,
   buildRelayDeployment,
   buildRelayKeySecret,
   buildRelayPodDisruptionBudget,
+  buildRelayReplicaService,
   buildRelayRole,
   buildRelayRoleBinding,
   buildRelayService,
@@ -25,6 +32,8 @@ import {
   relayNames,
 } from "../specs/relay.js";
 import { mergeConditions, sameJson, type ConditionInput } from "./conditions.js";
+import { RelayAdminAccess } from "./relay-admin.js";
+import { RelayFailover, type PairOutcome } from "./relay-failover.js";
 
 export type ReconcileResult = "success" | "paused";
 
@@ -34,6 +43,11 @@ export interface RelayServerControllerDeps {
   /** Whether the Prometheus Operator's ServiceMonitor CRD is installed (cached by the caller). */
   serviceMonitorsAvailable: () => Promise<boolean>;
   now?: () => Date;
+  /** Queue a RelayServer again (health polling of pairs; the peer of a switched pair). */
+  requeue?: (namespace: string, name: string, afterMs: number) => void;
+  /** How the operator reaches relay admin APIs (default: Service DNS names, or the admin-address annotation). */
+  admin?: RelayAdminAccess;
+  events?: EventRecorder;
 }
 
 interface DeploymentStatus {
@@ -49,9 +63,17 @@ interface Step {
 
 export class RelayServerController {
   private readonly now: () => Date;
+  private readonly failover: RelayFailover;
 
   constructor(private readonly deps: RelayServerControllerDeps) {
     this.now = deps.now ?? (() => new Date());
+    this.failover = new RelayFailover({
+      kube: deps.kube,
+      admin: deps.admin ?? new RelayAdminAccess(deps.kube),
+      events: deps.events ?? new EventRecorder(deps.kube, deps.log, this.now),
+      log: deps.log,
+      now: this.now,
+    });
   }
 
   async reconcile(cr: RelayServer): Promise<ReconcileResult> {
@@ -62,16 +84,23 @@ export class RelayServerController {
     }
 
     const { kube } = this.deps;
+    const role = relaySpecWithDefaults(cr).role;
+    const paired = role === "secondary" || (role === "primary" && cr.spec.secondary !== undefined);
     let deployment: DeploymentStatus | undefined;
+    let pair: PairOutcome | undefined;
     const steps: Step[] = [
       { name: "ServiceAccount", run: async () => void (await kube.apply(buildRelayServiceAccount(cr))) },
       { name: "Rbac", run: async () => void (await kube.apply(buildRelayRole(cr)), await kube.apply(buildRelayRoleBinding(cr))) },
       { name: "KeySecret", run: () => this.ensureKeySecret(cr) },
+      { name: "AdminSecret", run: () => this.ensureAdminSecret(cr) },
       { name: "Config", run: async () => void (await kube.apply(buildRelayConfigMap(cr))) },
-      { name: "Service", run: async () => void (await kube.apply(buildRelayService(cr))) },
+      ...(paired ? [{ name: "ReplicaService", run: async () => void (await kube.apply(buildRelayReplicaService(cr))) }] : []),
       { name: "PodDisruptionBudget", run: async () => void (await kube.apply(buildRelayPodDisruptionBudget(cr))) },
-      // After the config and the key: the pods load one and mount the other.
+      // After the config and the keys: the pods load one and mount the others.
       { name: "Deployment", run: async () => void (deployment = await kube.apply<DeploymentStatus>(buildRelayDeployment(cr))) },
+      // Before the Service: the pair step settles which member is primary, and the Service selects it.
+      ...(paired ? [{ name: "Pair", run: async () => void (pair = role === "secondary" ? await this.failover.forSecondary(cr) : await this.failover.forPrimary(cr)) }] : []),
+      { name: "Service", run: async () => void (await kube.apply(buildRelayService(cr, pair?.servicePrimary))) },
       { name: "ServiceMonitor", run: async () => void ((await this.deps.serviceMonitorsAvailable()) && (await kube.apply(buildRelayServiceMonitor(cr)))) },
     ];
 
@@ -86,18 +115,44 @@ export class RelayServerController {
         throw new Error(`RelayServer ${cr.metadata.namespace}/${cr.metadata.name}: ${message}`, { cause: err });
       }
     }
-    await this.writeStatus(cr, this.readyStatus(cr, deployment));
+    await this.writeStatus(cr, this.readyStatus(cr, deployment, pair));
+    if (pair) {
+      const { namespace } = cr.metadata;
+      for (const peer of pair.peers) this.deps.requeue?.(namespace, peer, 0);
+      if (pair.requeueAfterMs !== undefined) this.deps.requeue?.(namespace, cr.metadata.name, pair.requeueAfterMs);
+    }
     return "success";
   }
 
-  /** Generated once: an existing key (ours or one the user brought) is never replaced. */
+  /**
+   * Generated once: an existing key (ours or one the user brought) is never
+   * replaced. A secondary takes its primary's key instead (clients pin one key
+   * per relay, and must keep it across a failover).
+   */
   private async ensureKeySecret(cr: RelayServer): Promise<void> {
-    const existing = await this.deps.kube.get<{ data?: Record<string, string> }>(resourcePath("v1", "Secret", cr.metadata.namespace, relayNames(cr).keySecret));
+    const secretAt = (name: string) => this.deps.kube.get<{ data?: Record<string, string> }>(resourcePath("v1", "Secret", cr.metadata.namespace, relayNames({ metadata: { ...cr.metadata, name } }).keySecret));
+    const existing = await secretAt(cr.metadata.name);
+    let fromPrimary: { data?: Record<string, string> } | undefined;
+    if (!existing?.data && cr.spec.role === "secondary") {
+      const owners = await this.deps.kube.list<RelayServer>(resourcePath(API_VERSION, "RelayServer", cr.metadata.namespace));
+      const owner = owners.items.find((r) => r.spec.role === "primary" && r.spec.secondary === cr.metadata.name);
+      // Never a key of its own: it would differ from the primary's for good.
+      if (!owner) throw new Error(`no RelayServer with role primary names ${cr.metadata.name} in spec.secondary yet; a secondary uses its primary's key`);
+      fromPrimary = await secretAt(owner.metadata.name);
+      if (!fromPrimary?.data) throw new Error(`waiting for the key of primary ${owner.metadata.name} (Secret ${relayNames(owner).keySecret}) to share it`);
+    }
     const secret = buildRelayKeySecret(cr, existing);
+    if (secret && fromPrimary?.data) secret.data = { ...fromPrimary.data };
     if (secret) await this.deps.kube.apply(secret);
   }
 
-  private readyStatus(cr: RelayServer, deployment: DeploymentStatus | undefined): RelayServerStatus {
+  private async ensureAdminSecret(cr: RelayServer): Promise<void> {
+    const existing = await this.deps.kube.get<{ data?: Record<string, string> }>(resourcePath("v1", "Secret", cr.metadata.namespace, relayNames(cr).adminSecret));
+    const secret = buildRelayAdminSecret(cr, existing);
+    if (secret) await this.deps.kube.apply(secret);
+  }
+
+  private readyStatus(cr: RelayServer, deployment: DeploymentStatus | undefined, pair?: PairOutcome): RelayServerStatus {
     const spec = relaySpecWithDefaults(cr);
     const want = spec.replicas;
     const ready = deployment?.status?.readyReplicas ?? 0;
@@ -117,7 +172,9 @@ export class RelayServerController {
           { type: "Progressing", status: "True", reason: "RollingOut", message: `waiting for Deployment ${relayNames(cr).deployment} to roll out` },
           { type: "Degraded", status: "False", reason: "Reconciled", message: "the last reconcile succeeded" },
         ];
-    return this.status(cr, rolledOut ? "Ready" : "Provisioning", conditions, { instances: want, readyInstances: ready });
+    if (pair) conditions.push(...pair.conditions);
+    const phase = pair?.phase ?? (rolledOut ? "Ready" : "Provisioning");
+    return this.status(cr, phase, conditions, { instances: want, readyInstances: ready }, pair);
   }
 
   private degradedStatus(cr: RelayServer, reason: string, message: string): RelayServerStatus {
@@ -126,10 +183,13 @@ export class RelayServerController {
       const c = prev.find((p) => p.type === type);
       return c ? { type: c.type, status: c.status, reason: c.reason, message: c.message } : fallback;
     };
+    // The pair's conditions (and their lastTransitionTime: the unhealthy-since) survive a failed step.
+    const pairConditions = prev.filter((c) => ["Paired", "PrimaryHealthy", "Switchover"].includes(c.type)).map(({ type, status, reason, message }) => ({ type, status, reason, message }));
     return this.status(cr, "Degraded", [
       keep("Ready", { type: "Ready", status: "Unknown", reason: "ReconcileFailed", message }),
       { type: "Progressing", status: "True", reason, message },
       { type: "Degraded", status: "True", reason, message },
+      ...pairConditions,
     ], { instances: cr.status?.instances, readyInstances: cr.status?.readyInstances });
   }
 
@@ -142,7 +202,7 @@ export class RelayServerController {
     });
   }
 
-  private status(cr: RelayServer, phase: string, conditions: ConditionInput[], counts: { instances?: number; readyInstances?: number }): RelayServerStatus {
+  private status(cr: RelayServer, phase: string, conditions: ConditionInput[], counts: { instances?: number; readyInstances?: number }, pair?: PairOutcome): RelayServerStatus {
     const now = this.now();
     const spec = relaySpecWithDefaults(cr);
     const prev = cr.status ?? {};
@@ -153,19 +213,34 @@ export class RelayServerController {
       readyInstances: counts.readyInstances,
       conditions: mergeConditions(prev.conditions, conditions, cr.metadata.generation, now),
     };
-    // A standalone relay or a primary serves as its own primary until failover (not in this slice) says otherwise.
+    // A standalone relay or an unpaired primary serves as its own primary; a pair's is decided by failover.
     if (spec.role !== "secondary") {
       status.currentPrimary = prev.currentPrimary ?? cr.metadata.name;
       status.currentPrimaryTimestamp = prev.currentPrimaryTimestamp ?? now.toISOString().replace(/\.\d{3}Z$/, "Z");
     }
-    for (const k of ["targetPrimary", "targetPrimaryTimestamp", "replicationLagSeconds", "queues"] as const) {
-      if (prev[k] !== undefined) (status as Record<string, unknown>)[k] = prev[k];
+    for (const k of ["currentPrimary", "currentPrimaryTimestamp", "targetPrimary", "targetPrimaryTimestamp", "replicationLagSeconds", "queues"] as const) {
+      const value = pair ? pair.status[k] : undefined;
+      if (value !== undefined) (status as Record<string, unknown>)[k] = value;
+      else if (prev[k] !== undefined && status[k] === undefined) (status as Record<string, unknown>)[k] = prev[k];
     }
     return status;
   }
 
+  /**
+   * Guarded by the resourceVersion read: if someone changed the object meanwhile
+   * (a person setting status.targetPrimary), the write fails and the reconcile
+   * runs again on the fresh object instead of overwriting their request.
+   */
   private async writeStatus(cr: RelayServer, status: RelayServerStatus): Promise<void> {
     if (sameJson(cr.status ?? {}, status)) return;
-    await this.deps.kube.applyStatus(cr, status);
+    try {
+      await this.deps.kube.applyStatus(cr, status, cr.metadata.resourceVersion);
+    } catch (err) {
+      if (err instanceof KubeApiError && err.status === 409) {
+        this.deps.requeue?.(cr.metadata.namespace, cr.metadata.name, 0);
+        return;
+      }
+      throw err;
+    }
   }
 }

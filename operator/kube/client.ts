@@ -122,9 +122,15 @@ export class KubeClient {
     return this.request<T>("PATCH", `${objectPath(obj)}?fieldManager=${FIELD_MANAGER}&force=true`, obj, "application/apply-patch+yaml");
   }
 
-  /** Server-side apply of the status subresource of a custom resource. */
-  applyStatus(owner: ObjectRef, status: unknown): Promise<unknown> {
-    const body = { apiVersion: owner.apiVersion, kind: owner.kind, metadata: { name: owner.metadata.name, namespace: owner.metadata.namespace }, status };
+  /**
+   * Server-side apply of the status subresource of a custom resource. With
+   * `resourceVersion` the write fails (409) if the object changed since it was
+   * read, so a field someone else just set (status.targetPrimary) is never
+   * overwritten with the value read before.
+   */
+  applyStatus(owner: ObjectRef, status: unknown, resourceVersion?: string): Promise<unknown> {
+    const metadata = { name: owner.metadata.name, namespace: owner.metadata.namespace, ...(resourceVersion ? { resourceVersion } : {}) };
+    const body = { apiVersion: owner.apiVersion, kind: owner.kind, metadata, status };
     return this.request("PATCH", `${objectPath(owner)}/status?fieldManager=${FIELD_MANAGER}&force=true`, body, "application/apply-patch+yaml");
   }
 

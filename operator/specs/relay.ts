@@ -6,7 +6,7 @@
  *
  *   const deployment = buildRelayDeployment(cr);   // then apply(deployment)
  */
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { generateKeyPair, type KeyPair } from "../../services/common/crypto.js";
 import { relaySpecWithDefaults } from "../api/defaults.js";
 import type { RelayServer } from "../api/types.js";
@@ -20,12 +20,17 @@ export const RELAY_KEY_DIR = "/var/run/parley/relay-key";
 export const RELAY_PRIVATE_KEY = "private.pem";
 export const RELAY_PUBLIC_KEY = "public.key";
 export const CONFIG_HASH_ANNOTATION = "parley.dev/config-hash";
+/** The Secret key holding the relay's admin token (PARLEY_ADMIN_TOKEN), which the operator uses for promotion, fencing and statistics. */
+export const RELAY_ADMIN_TOKEN_KEY = "token";
 
 export const relayNames = (cr: Pick<RelayServer, "metadata">) => ({
   deployment: cr.metadata.name,
   service: cr.metadata.name,
   config: `${cr.metadata.name}-config`,
   keySecret: `${cr.metadata.name}-key`,
+  adminSecret: `${cr.metadata.name}-admin`,
+  /** Paired relays only: selects this RelayServer's own pods, whichever is primary (admin API, peers). */
+  replicaService: `${cr.metadata.name}-replica`,
   serviceAccount: `${cr.metadata.name}-relay`,
   role: `${cr.metadata.name}-relay`,
   pdb: cr.metadata.name,
@@ -78,11 +83,53 @@ export function buildRelayKeySecret(
   };
 }
 
-export function buildRelayService(cr: RelayServer): KubeObject {
+/**
+ * The relay's admin token, generated once like the key (an existing one, ours
+ * or brought by the user, is kept). Returns undefined when `existing` holds one.
+ */
+export function buildRelayAdminSecret(
+  cr: RelayServer,
+  existing: { data?: Record<string, string> } | undefined,
+  generate: () => string = () => randomBytes(24).toString("base64url"),
+): KubeObject | undefined {
+  if (existing?.data?.[RELAY_ADMIN_TOKEN_KEY]) return undefined;
+  return {
+    apiVersion: "v1",
+    kind: "Secret",
+    metadata: meta(cr, relayNames(cr).adminSecret),
+    type: "Opaque",
+    data: { [RELAY_ADMIN_TOKEN_KEY]: Buffer.from(generate()).toString("base64") },
+  };
+}
+
+/**
+ * The client-facing Service. `primary` is the RelayServer currently serving
+ * clients: itself unless it is one of a pair whose other member was promoted,
+ * so clients keep one address across a failover.
+ */
+export function buildRelayService(cr: RelayServer, primary: string = cr.metadata.name): KubeObject {
+  const selected = { ...cr, metadata: { ...cr.metadata, name: primary } };
   return {
     apiVersion: "v1",
     kind: "Service",
     metadata: meta(cr, relayNames(cr).service),
+    spec: {
+      type: "ClusterIP",
+      selector: selectorLabels(selected, RELAY_COMPONENT),
+      ports: [
+        { name: "grpc", port: RELAY_GRPC_PORT, targetPort: "grpc", protocol: "TCP" },
+        { name: "http", port: RELAY_HTTP_PORT, targetPort: "http", protocol: "TCP" },
+      ],
+    },
+  };
+}
+
+/** Paired relays: this RelayServer's own pods, for the operator's admin calls and the peer's rebuilds. */
+export function buildRelayReplicaService(cr: RelayServer): KubeObject {
+  return {
+    apiVersion: "v1",
+    kind: "Service",
+    metadata: meta(cr, relayNames(cr).replicaService),
     spec: {
       type: "ClusterIP",
       selector: selectorLabels(cr, RELAY_COMPONENT),
@@ -142,6 +189,7 @@ export function buildRelayDeployment(cr: RelayServer): KubeObject {
     { name: "PARLEY_RELAY_DATABASE_URL", valueFrom: { secretKeyRef: { name: s.database.secretRef.name, key: s.database.secretRef.key } } },
     // Each pod is a distinct replica in the relay's change stream.
     { name: "PARLEY_RELAY_REPLICA_NAME", valueFrom: { fieldRef: { apiVersion: "v1", fieldPath: "metadata.name" } } },
+    { name: "PARLEY_ADMIN_TOKEN", valueFrom: { secretKeyRef: { name: names.adminSecret, key: RELAY_ADMIN_TOKEN_KEY } } },
   ];
   // spec.nats.credentialsSecretRef is not passed yet: the relay has no NATS credentials flag (docs/operator.md).
   return {

@@ -102,6 +102,7 @@ describe("operator: RelayServer against a real apiserver", () => {
       "poddisruptionbudget.policy/alpha",
       "role.rbac.authorization.k8s.io/alpha-relay",
       "rolebinding.rbac.authorization.k8s.io/alpha-relay",
+      "secret/alpha-admin",
       "secret/alpha-key",
       "service/alpha",
       "serviceaccount/alpha-relay",

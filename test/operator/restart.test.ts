@@ -44,7 +44,7 @@ describe("operator: restart mid-reconcile", () => {
     const second = await startOperator(cp, ["--lease-duration", "2s", "--lease-name", "restart-test"]);
     ops.push(second);
     const expected = ["configmap/r-config", "deployment.apps/r", "poddisruptionbudget.policy/r", "role.rbac.authorization.k8s.io/r-relay",
-      "rolebinding.rbac.authorization.k8s.io/r-relay", "secret/r-key", "service/r", "serviceaccount/r-relay"];
+      "rolebinding.rbac.authorization.k8s.io/r-relay", "secret/r-admin", "secret/r-key", "service/r", "serviceaccount/r-relay"];
     await waitFor(`all objects (had ${partial.length} when killed)`, async () => (await names()).length === expected.length, 20_000, 100);
     assert.deepEqual(await names(), expected);
     const cr = await waitFor("status written by the new leader", async () => {

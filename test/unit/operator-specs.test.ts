@@ -6,10 +6,12 @@ import { publicKeyFromPem } from "../../services/common/crypto.js";
 import { relaySpecWithDefaults, type RelayServer } from "../../operator/api/index.js";
 import { mergeConditions } from "../../operator/controllers/conditions.js";
 import {
+  buildRelayAdminSecret,
   buildRelayConfigMap,
   buildRelayDeployment,
   buildRelayKeySecret,
   buildRelayPodDisruptionBudget,
+  buildRelayReplicaService,
   buildRelayRole,
   buildRelayRoleBinding,
   buildRelayService,
@@ -150,6 +152,7 @@ describe("RelayServer builders", () => {
                 env: [
                   { name: "PARLEY_RELAY_DATABASE_URL", valueFrom: { secretKeyRef: { name: "pg", key: "relay-url" } } },
                   { name: "PARLEY_RELAY_REPLICA_NAME", valueFrom: { fieldRef: { apiVersion: "v1", fieldPath: "metadata.name" } } },
+                  { name: "PARLEY_ADMIN_TOKEN", valueFrom: { secretKeyRef: { name: "east-admin", key: "token" } } },
                 ],
                 ports: [
                   { name: "grpc", containerPort: 50051, protocol: "TCP" },
@@ -200,6 +203,24 @@ describe("relay key Secret", () => {
     const a = buildRelayKeySecret(relay(), undefined) as any;
     const b = buildRelayKeySecret(relay(), undefined) as any;
     assert.notEqual(a.data["private.pem"], b.data["private.pem"]);
+  });
+});
+
+describe("relay pairs", () => {
+  test("the client Service selects the pods of the current primary; the replica Service always its own", () => {
+    const cr = relay({ role: "primary", secondary: "west" });
+    assert.deepEqual((buildRelayService(cr) as any).spec.selector, selector);
+    assert.deepEqual((buildRelayService(cr, "west") as any).spec.selector, { ...selector, "app.kubernetes.io/instance": "west" });
+    assert.equal((buildRelayService(cr, "west") as any).metadata.name, "east");
+    const replica = buildRelayReplicaService(cr) as any;
+    assert.equal(replica.metadata.name, "east-replica");
+    assert.deepEqual(replica.spec.selector, selector);
+  });
+
+  test("the admin token Secret is generated once, and never when one exists", () => {
+    const secret = buildRelayAdminSecret(relay(), undefined, () => "t0ken") as any;
+    assert.deepEqual(secret, { apiVersion: "v1", kind: "Secret", metadata: meta("east-admin"), type: "Opaque", data: { token: Buffer.from("t0ken").toString("base64") } });
+    assert.equal(buildRelayAdminSecret(relay(), { data: { token: "eA==" } }, () => assert.fail("generated although one exists")), undefined);
   });
 });
 

@@ -187,6 +187,8 @@ export class Replica implements Journal {
   async reload(): Promise<void> {
     this.needsRebuild = "";
     await this.stopFollower();
+    // The database's content was replaced: its position is the truth, even if behind the old one.
+    this.pos = await readPosition(this.o.pool);
     await this.resync("rebuilt");
   }
 
@@ -204,7 +206,11 @@ export class Replica implements Journal {
   resync(reason: string, timeoutMs = 0): Promise<void> {
     const run = async () => {
       if (this.roleNow === "primary") this.setRole("syncing", reason);
-      this.pos = await readPosition(this.o.pool);
+      // Never step back: a running follower may commit (and record in this.pos) a newer
+      // position, e.g. the claim promote() just appended, while this read is under way;
+      // taking the older read would make a promotion think someone claimed after it.
+      const read = await readPosition(this.o.pool);
+      if (read.streamSeq >= this.pos.streamSeq) this.pos = read;
       await this.startFollower();
       for (;;) {
         const target = (await this.o.stream.bounds()).last;
