@@ -12,21 +12,14 @@ import { loadConfig } from "../common/config.js";
 import { createPool } from "../common/db.js";
 import { startGrpcServer } from "../common/grpc.js";
 import { startHttpServer } from "../common/http.js";
-import { Lifecycle } from "../common/lifecycle.js";
-import { logger } from "../common/log.js";
-import { startDefaultMetrics } from "../common/metrics.js";
-import { initTracing, shutdownTracing } from "../common/tracing.js";
+import type { Lifecycle } from "../common/lifecycle.js";
+import { serviceProcess } from "../common/process.js";
 import { channelConfigSpec, channelOptions } from "./config.js";
 import { ChannelService } from "./service.js";
 
 export async function runChannel(argv: string[]): Promise<Lifecycle> {
   const cfg = loadConfig(channelConfigSpec, argv);
-  const log = logger("channel");
-  initTracing("channel");
-  startDefaultMetrics();
-  const life = new Lifecycle(log);
-  life.add("tracing", () => shutdownTracing());
-  try {
+  return serviceProcess("channel", async (life, log) => {
     const pool = createPool(cfg.databaseUrl, 20);
     life.add("postgres pool", () => pool.end());
     const bus = await NatsBus.connect({ servers: cfg.natsUrl.split(","), name: `parley-channel-${cfg.instanceId}`, onError: (err) => log.warn({ err }, "bus") });
@@ -48,10 +41,5 @@ export async function runChannel(argv: string[]): Promise<Lifecycle> {
     });
     life.add("http", () => http.close());
     log.info({ instanceId: cfg.instanceId, grpcPort: grpc.port, httpPort: http.port }, "channel ready");
-    life.handleSignals();
-    return life;
-  } catch (err) {
-    await life.shutdown();
-    throw err;
-  }
+  });
 }

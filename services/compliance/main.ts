@@ -12,21 +12,14 @@ import { loadConfig } from "../common/config.js";
 import { createPool } from "../common/db.js";
 import { startGrpcServer } from "../common/grpc.js";
 import { startHttpServer } from "../common/http.js";
-import { Lifecycle } from "../common/lifecycle.js";
-import { logger } from "../common/log.js";
-import { startDefaultMetrics } from "../common/metrics.js";
-import { initTracing, shutdownTracing } from "../common/tracing.js";
+import type { Lifecycle } from "../common/lifecycle.js";
+import { serviceProcess } from "../common/process.js";
 import { complianceConfigSpec, complianceOptions } from "./config.js";
 import { ComplianceService } from "./service.js";
 
 export async function runCompliance(argv: string[]): Promise<Lifecycle> {
   const cfg = loadConfig(complianceConfigSpec, argv);
-  const log = logger("compliance");
-  initTracing("compliance");
-  startDefaultMetrics();
-  const life = new Lifecycle(log);
-  life.add("tracing", () => shutdownTracing());
-  try {
+  return serviceProcess("compliance", async (life, log) => {
     const pool = createPool(cfg.databaseUrl);
     life.add("postgres pool", () => pool.end());
     const bus = await NatsBus.connect({ servers: cfg.natsUrl.split(","), name: "parley-compliance", onError: (err) => log.warn({ err }, "bus") });
@@ -41,10 +34,5 @@ export async function runCompliance(argv: string[]): Promise<Lifecycle> {
     const http = await startHttpServer({ host: cfg.host, port: cfg.httpPort, log, readiness: [compliance.readiness(), async () => (life.shuttingDown ? "shutting down" : undefined)] });
     life.add("http", () => http.close());
     log.info({ grpcPort: grpc.port, httpPort: http.port, outputDir: compliance.output.dir }, "compliance ready");
-    life.handleSignals();
-    return life;
-  } catch (err) {
-    await life.shutdown();
-    throw err;
-  }
+  });
 }

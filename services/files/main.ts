@@ -8,21 +8,14 @@ import { NatsBus } from "../common/bus/nats.js";
 import { systemClock } from "../common/clock.js";
 import { loadConfig } from "../common/config.js";
 import { startHttpServer } from "../common/http.js";
-import { Lifecycle } from "../common/lifecycle.js";
-import { logger } from "../common/log.js";
-import { startDefaultMetrics } from "../common/metrics.js";
-import { initTracing, shutdownTracing } from "../common/tracing.js";
+import type { Lifecycle } from "../common/lifecycle.js";
+import { serviceProcess } from "../common/process.js";
 import { filesConfigSpec, filesOptions } from "./config.js";
 import { FilesService } from "./service.js";
 
 export async function runFiles(argv: string[]): Promise<Lifecycle> {
   const cfg = loadConfig(filesConfigSpec, argv);
-  const log = logger("files");
-  initTracing("files");
-  startDefaultMetrics();
-  const life = new Lifecycle(log);
-  life.add("tracing", () => shutdownTracing());
-  try {
+  return serviceProcess("files", async (life, log) => {
     const bus = await NatsBus.connect({ servers: cfg.natsUrl.split(","), name: `parley-files-${cfg.instanceId}`, onError: (err) => log.warn({ err }, "bus") });
     life.add("nats", () => bus.close());
     const files = await FilesService.create({ ...filesOptions(cfg.instanceId, cfg.fileTokenSecret, cfg.maxFileBytes, cfg), complianceStream: cfg.complianceStream, complianceArchiveDir: cfg.complianceArchiveDir || undefined }, { bus, clock: systemClock, log });
@@ -31,10 +24,5 @@ export async function runFiles(argv: string[]): Promise<Lifecycle> {
     const http = await startHttpServer({ host: cfg.host, port: cfg.httpPort, log, routes: [files.route], readiness: [files.readiness(), async () => (life.shuttingDown ? "shutting down" : undefined)] });
     life.add("http", () => http.close());
     log.info({ instanceId: cfg.instanceId, httpPort: http.port, storageDir: cfg.storageDir }, "files ready");
-    life.handleSignals();
-    return life;
-  } catch (err) {
-    await life.shutdown();
-    throw err;
-  }
+  });
 }

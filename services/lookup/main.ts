@@ -9,21 +9,14 @@ import { systemClock } from "../common/clock.js";
 import { loadConfig } from "../common/config.js";
 import { startGrpcServer } from "../common/grpc.js";
 import { startHttpServer } from "../common/http.js";
-import { Lifecycle } from "../common/lifecycle.js";
-import { logger } from "../common/log.js";
-import { startDefaultMetrics } from "../common/metrics.js";
-import { initTracing, shutdownTracing } from "../common/tracing.js";
+import type { Lifecycle } from "../common/lifecycle.js";
+import { serviceProcess } from "../common/process.js";
 import { lookupConfigSpec } from "./config.js";
 import { LookupService } from "./service.js";
 
 export async function runLookup(argv: string[]): Promise<Lifecycle> {
   const cfg = loadConfig(lookupConfigSpec, argv);
-  const log = logger("lookup");
-  initTracing("lookup");
-  startDefaultMetrics();
-  const life = new Lifecycle(log);
-  life.add("tracing", () => shutdownTracing());
-  try {
+  return serviceProcess("lookup", async (life, log) => {
     const bus = await NatsBus.connect({ servers: cfg.natsUrl.split(","), name: "parley-lookup", onError: (err) => log.warn({ err }, "bus") });
     life.add("nats", () => bus.close());
     const lookup = LookupService.create({ dropAfterMs: cfg.dropAfter, relayPublicKey: Buffer.from(cfg.relayPublicKey, "base64") }, { bus, clock: systemClock, log });
@@ -33,10 +26,5 @@ export async function runLookup(argv: string[]): Promise<Lifecycle> {
     const http = await startHttpServer({ host: cfg.host, port: cfg.httpPort, log, readiness: [lookup.readiness(), async () => (life.shuttingDown ? "shutting down" : undefined)] });
     life.add("http", () => http.close());
     log.info({ grpcPort: grpc.port, httpPort: http.port }, "lookup ready");
-    life.handleSignals();
-    return life;
-  } catch (err) {
-    await life.shutdown();
-    throw err;
-  }
+  });
 }

@@ -8,10 +8,8 @@ import { loadConfig } from "../common/config.js";
 import { createPool } from "../common/db.js";
 import { startGrpcServer } from "../common/grpc.js";
 import { startHttpServer } from "../common/http.js";
-import { Lifecycle } from "../common/lifecycle.js";
-import { logger } from "../common/log.js";
-import { startDefaultMetrics } from "../common/metrics.js";
-import { initTracing, shutdownTracing } from "../common/tracing.js";
+import type { Lifecycle } from "../common/lifecycle.js";
+import { serviceProcess } from "../common/process.js";
 import { relayConfigSpec, relayOptions } from "./config.js";
 import { loadRelayKey } from "./keys.js";
 import { RelayService } from "./service.js";
@@ -19,12 +17,7 @@ import { ChangeStream, defaultStreamName } from "./replication/change-stream.js"
 
 export async function runRelay(argv: string[]): Promise<Lifecycle> {
   const cfg = loadConfig(relayConfigSpec, argv);
-  const log = logger("relay");
-  initTracing("relay");
-  startDefaultMetrics();
-  const life = new Lifecycle(log);
-  life.add("tracing", () => shutdownTracing());
-  try {
+  return serviceProcess("relay", async (life, log) => {
     const key = loadRelayKey(cfg.keyFile, cfg.createKey);
     const pool = createPool(cfg.databaseUrl);
     life.add("postgres pool", () => pool.end());
@@ -52,10 +45,5 @@ export async function runRelay(argv: string[]): Promise<Lifecycle> {
     });
     life.add("http", () => http.close());
     log.info({ relayId: cfg.relayId, role: relay.replica?.role ?? "standalone", grpcPort: grpc.port, httpPort: http.port }, "relay ready");
-    life.handleSignals();
-    return life;
-  } catch (err) {
-    await life.shutdown();
-    throw err;
-  }
+  });
 }

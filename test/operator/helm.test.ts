@@ -265,12 +265,12 @@ describe("Helm chart against a real apiserver", () => {
     const orLog = <T>(p: Promise<T>) => p.catch((err: Error) => Promise.reject(new Error(`${err.message}\noperator log:\n${op?.proc.output.slice(-4000)}`)));
 
     await cp.kubectl(["apply", "-f", "-"], { input: JSON.stringify({ apiVersion: "parley.dev/v1alpha1", kind: "RelayServer", metadata: { name: "east", namespace: APPS }, spec: { database: { secretRef: { name: "east-db" } } } }) });
-    // Every step ran (ServiceMonitor is the last): SA, Role/RoleBinding (escalation check), key Secret, ConfigMap, Service, PDB, Deployment.
+    // Every step ran (ServiceMonitor is the last): SA, Role/RoleBinding (escalation check), key and admin Secrets, ConfigMap, Service, PDB, Deployment.
     await orLog(waitFor("the RelayServer's ServiceMonitor", () => cp.kubectl(["get", "servicemonitor", "east", "-n", APPS, "-o", "name"]).catch(() => undefined), 30_000, 200));
     const names = (await cp.kubectl(["get", "deployments,services,configmaps,secrets,serviceaccounts,roles,rolebindings,poddisruptionbudgets,servicemonitors", "-n", APPS, "-l", "app.kubernetes.io/instance=east", "-o", "name"])).split("\n").filter(Boolean).sort();
     assert.deepEqual(names, [
       "configmap/east-config", "deployment.apps/east", "poddisruptionbudget.policy/east", "role.rbac.authorization.k8s.io/east-relay",
-      "rolebinding.rbac.authorization.k8s.io/east-relay", "secret/east-key", "service/east", "serviceaccount/east-relay", "servicemonitor.monitoring.coreos.com/east",
+      "rolebinding.rbac.authorization.k8s.io/east-relay", "secret/east-admin", "secret/east-key", "service/east", "serviceaccount/east-relay", "servicemonitor.monitoring.coreos.com/east",
     ]);
     // Status written through relayservers/status, and no step failed.
     const status = await orLog(waitFor("status with observedGeneration", async () => {
