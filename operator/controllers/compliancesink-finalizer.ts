@@ -14,7 +14,8 @@
  */
 import type { Logger } from "../../services/common/log.js";
 import { FINAL_EXPORT_FINALIZER, FINAL_EXPORT_TIMEOUT_ANNOTATION, SKIP_FINAL_EXPORT_ANNOTATION, type ComplianceSink, type ComplianceSinkStatus } from "../api/types.js";
-import { objectPath, type KubeClient } from "../kube/client.js";
+import { objectPath, resourcePath, type KubeClient } from "../kube/client.js";
+import { complianceNames } from "../specs/compliance.js";
 import { withSinkAdmin } from "./compliance-admin.js";
 import { mergeConditions, type ConditionInput } from "./conditions.js";
 import { recordEvent } from "./events.js";
@@ -64,6 +65,11 @@ export async function finalize(cr: ComplianceSink, deps: FinalizerDeps): Promise
 
   if (cr.metadata.annotations?.[SKIP_FINAL_EXPORT_ANNOTATION] === "true") {
     await event("Warning", "FinalExportSkipped", `annotation ${SKIP_FINAL_EXPORT_ANNOTATION}=true: deleted without a final export; staged records stay in the staging database`);
+    return removeFinalizer(kube, cr);
+  }
+  if (!(await kube.get(resourcePath("apps/v1", "Deployment", cr.metadata.namespace, complianceNames(cr).deployment)))) {
+    // Refused before it ran (a missing pool, say), or its Deployment was removed: no service to flush.
+    await event("Normal", "FinalExportNotNeeded", `Deployment ${complianceNames(cr).deployment} does not exist: no compliance service ran for this sink to flush`);
     return removeFinalizer(kube, cr);
   }
   const deadline = Date.parse(cr.metadata.deletionTimestamp!) + finalExportTimeoutMs(cr);
