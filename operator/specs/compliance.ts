@@ -136,7 +136,7 @@ export function buildComplianceService(cr: ComplianceSink): KubeObject {
 
 /**
  * One replica with the Recreate strategy: exports run under a Postgres
- * advisory lock, so a second pod would be safe but only wait; Recreate keeps
+ * advisory lock, so a second pod would be safe but would only skip its turns; Recreate keeps
  * a rollout from running two at all (and lets a ReadWriteOnce output claim
  * move). No PodDisruptionBudget: with one replica it could only forbid every
  * voluntary eviction (blocking node drains) or allow it anyway; the durable
