@@ -10,8 +10,10 @@
  */
 import type { KubeConfig, KubernetesObject } from "@kubernetes/client-node";
 import type { Logger } from "../services/common/log.js";
-import { API_VERSION, type ChatPool, type RelayServer } from "./api/types.js";
+import { API_VERSION, type ChatPool, type ComplianceSink, type RelayServer } from "./api/types.js";
 import { ChatPoolController } from "./controllers/chatpool.js";
+import { ComplianceSinkController } from "./controllers/compliancesink.js";
+import { SinkPoolLinks } from "./controllers/sink-pools.js";
 import { RelayServerController } from "./controllers/relayserver.js";
 import { KubeApiError, resourcePath, type KubeClient } from "./kube/client.js";
 import { WorkQueue } from "./kube/queue.js";
@@ -52,6 +54,9 @@ export class OperatorManager {
   private readonly relayController: RelayServerController;
   private readonly chatPools: SupervisedWatch<KubernetesObject>;
   private readonly chatController: ChatPoolController;
+  private readonly sinks: SupervisedWatch<KubernetesObject>;
+  private readonly sinkController: ComplianceSinkController;
+  private readonly sinkPoolLinks = new SinkPoolLinks();
   private readonly timers: NodeJS.Timeout[] = [];
   private monitorsCache: { at: number; available: boolean } | undefined;
 
@@ -65,6 +70,7 @@ export class OperatorManager {
       requeue: (namespace, name, afterMs) => (afterMs > 0 ? this.queue.addAfter(`RelayServer/${namespace}/${name}`, afterMs) : this.queue.add(`RelayServer/${namespace}/${name}`)),
     });
     this.chatController = new ChatPoolController({ kube: opts.kube, log, serviceMonitorsAvailable: () => this.serviceMonitorsAvailable(), enqueue: (key) => this.queue.add(key) });
+    this.sinkController = new ComplianceSinkController({ kube: opts.kube, log, serviceMonitorsAvailable: () => this.serviceMonitorsAvailable(), enqueue: (key) => this.queue.add(key) });
     this.queue = new WorkQueue((key) => this.process(key), {
       workers: opts.workers ?? 2,
       onResult: (key, result, err) => {
@@ -80,6 +86,12 @@ export class OperatorManager {
     });
     this.relayServers = this.watches.watch("relayservers", resourcePath(API_VERSION, "RelayServer", opts.namespace), {}, (_type, obj) => this.queue.add(keyOf("RelayServer", obj)));
     this.chatPools = this.watches.watch("chatpools", resourcePath(API_VERSION, "ChatPool", opts.namespace), {}, (_type, obj) => this.queue.add(keyOf("ChatPool", obj)));
+    // A sink naming pools changes their file pods (the archive folder): queue the namespace's pools too.
+    this.sinks = this.watches.watch("compliancesinks", resourcePath(API_VERSION, "ComplianceSink", opts.namespace), {}, (type, obj) => {
+      this.queue.add(keyOf("ComplianceSink", obj));
+      if (!this.sinkPoolLinks.changed(type, obj as ComplianceSink)) return;
+      for (const pool of this.chatPools.cache.list(obj.metadata?.namespace)) this.queue.add(keyOf("ChatPool", pool));
+    });
     for (const { apiVersion, kind } of OWNED) {
       const watch = this.watches.watch(kind.toLowerCase(), resourcePath(apiVersion, kind, opts.namespace), { labelSelector: `${MANAGED_BY_LABEL}=${MANAGER}` }, (_type, obj) => {
         const owner = obj.metadata?.ownerReferences?.find((r) => r.controller && r.apiVersion === API_VERSION);
@@ -107,11 +119,13 @@ export class OperatorManager {
     await this.watches.stop();
     await this.queue.stop();
     await this.chatController.close();
+    this.sinkController.close();
   }
 
   private resync(): void {
     for (const obj of this.relayServers.cache.list()) this.queue.add(keyOf("RelayServer", obj));
     for (const obj of this.chatPools.cache.list()) this.queue.add(keyOf("ChatPool", obj));
+    for (const obj of this.sinks.cache.list()) this.queue.add(keyOf("ComplianceSink", obj));
   }
 
   private updateGauges(): void {
@@ -124,7 +138,8 @@ export class OperatorManager {
     const end = reconcileDuration.startTimer({ kind });
     try {
       if (kind === "ChatPool") return void (await this.processChatPool(key, namespace, name));
-      if (kind !== "RelayServer") return; // the ComplianceSink controller comes next (docs/operator.md)
+      if (kind === "ComplianceSink") return void (await this.processSink(key, namespace, name));
+      if (kind !== "RelayServer") return;
       // Fresh from the API, not the cache: the status we wrote last must be the one we compare with.
       const cr = await this.opts.kube.get<RelayServer>(resourcePath(API_VERSION, kind, namespace, name));
       if (!cr) return; // deleted: its objects follow through owner references
@@ -142,6 +157,12 @@ export class OperatorManager {
     const cr = await this.opts.kube.get<ChatPool>(resourcePath(API_VERSION, "ChatPool", namespace, name));
     if (!cr) return this.chatController.forget(key);
     reconcilesTotal.inc({ kind: "ChatPool", result: await this.chatController.reconcile(cr) });
+  }
+
+  private async processSink(key: string, namespace: string, name: string): Promise<void> {
+    const cr = await this.opts.kube.get<ComplianceSink>(resourcePath(API_VERSION, "ComplianceSink", namespace, name));
+    if (!cr) return this.sinkController.forget(key);
+    reconcilesTotal.inc({ kind: "ComplianceSink", result: await this.sinkController.reconcile(cr) });
   }
 
   private async serviceMonitorsAvailable(): Promise<boolean> {

@@ -101,6 +101,7 @@ export function complianceSinkSpecWithDefaults(s: ComplianceSinkSpec) {
     output: { ...s.output },
     stagingDatabase: { secretRef: secretRef(s.stagingDatabase.secretRef, "url") },
     pickupRetention: s.pickupRetention ?? "7d",
-    nats: nats(s.nats),
+    // No url: the ChatPools' NATS (the controller resolves it from them).
+    nats: { url: s.nats?.url, credentialsSecretRef: s.nats?.credentialsSecretRef && secretRef(s.nats.credentialsSecretRef, "nats.creds") },
   };
 }

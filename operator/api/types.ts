@@ -11,6 +11,19 @@ export const API_VERSION = `${GROUP}/${VERSION}`;
 /** Set to "true" on a custom resource to stop the operator touching it and what it owns. */
 export const PAUSE_ANNOTATION = "parley.dev/paused";
 
+/** On a ComplianceSink: flush a last export before the sink goes (removed once it did, or gave up). */
+export const FINAL_EXPORT_FINALIZER = "parley.dev/final-export";
+/** On a ComplianceSink: "true" lets it go without the final export (its service is gone for good). */
+export const SKIP_FINAL_EXPORT_ANNOTATION = "parley.dev/skip-final-export";
+/** On a ComplianceSink: how long a deletion waits for an unreachable service before giving up (default 10m). */
+export const FINAL_EXPORT_TIMEOUT_ANNOTATION = "parley.dev/final-export-timeout";
+/**
+ * On a ComplianceSink: host:port of its admin gRPC instead of its Service's
+ * DNS name — for an operator outside the cluster network, and for tests that
+ * run the compliance process themselves.
+ */
+export const ADMIN_ADDRESS_ANNOTATION = "parley.dev/admin-address";
+
 export interface ObjectMeta {
   name: string;
   namespace: string;

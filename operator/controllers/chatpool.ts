@@ -16,7 +16,7 @@
  */
 import type { Logger } from "../../services/common/log.js";
 import { chatPoolSpecWithDefaults } from "../api/defaults.js";
-import { PAUSE_ANNOTATION, type ChatPool, type ChatPoolStatus } from "../api/types.js";
+import { API_VERSION, PAUSE_ANNOTATION, type ChatPool, type ChatPoolStatus, type ComplianceSink } from "../api/types.js";
 import { resourcePath, type KubeClient } from "../kube/client.js";
 import {
   buildChannelConfigMap,
@@ -40,6 +40,7 @@ import { relayNames } from "../specs/relay.js";
 import { ChatLoadMonitor, type HeardReport } from "./chat-load.js";
 import { decideScale, type ScaleDecision } from "./chat-scaling.js";
 import { mergeConditions, sameJson, type ConditionInput } from "./conditions.js";
+import { archivingSink } from "./sink-pools.js";
 
 export type ReconcileResult = "success" | "paused";
 
@@ -114,16 +115,19 @@ export class ChatPoolController {
     let lookup: Rollout | undefined;
     let files: Rollout | undefined;
     let decision: ScaleDecision | undefined;
+    let archived = false;
     const steps: Array<{ name: string; run: () => Promise<void> }> = [
       { name: "RelayKey", run: () => this.checkRelayKey(cr) },
       { name: "ServiceAccount", run: () => apply(buildChatServiceAccount(cr)) },
       { name: "FileTokenSecret", run: async () => apply(buildFileTokenSecret(cr, await kube.get(resourcePath("v1", "Secret", ns, names.fileTokenSecret)))) },
-      { name: "Config", run: async () => void (await apply(buildChannelConfigMap(cr)), await apply(buildLookupConfigMap(cr)), await apply(buildFilesConfigMap(cr))) },
+      // Before the files config: a ComplianceSink archiving the pool gives the file pods an archive folder.
+      { name: "ComplianceSink", run: async () => void (archived = await this.archivedBySink(cr)) },
+      { name: "Config", run: async () => void (await apply(buildChannelConfigMap(cr)), await apply(buildLookupConfigMap(cr)), await apply(buildFilesConfigMap(cr, archived))) },
       { name: "Services", run: async () => void (await apply(buildChannelService(cr)), await apply(buildLookupService(cr)), await apply(buildFilesService(cr))) },
       { name: "FilesClaim", run: () => apply(buildFilesClaim(cr)) },
       { name: "PodDisruptionBudgets", run: async () => void (await Promise.all(buildChatPodDisruptionBudgets(cr).map((p) => apply(p)))) },
       { name: "Lookup", run: async () => void (lookup = await kube.apply<Rollout>(buildLookupDeployment(cr))) },
-      { name: "Files", run: async () => void (files = await kube.apply<Rollout>(buildFilesDeployment(cr))) },
+      { name: "Files", run: async () => void (files = await kube.apply<Rollout>(buildFilesDeployment(cr, archived))) },
       {
         name: "Channel",
         run: async () => {
@@ -195,6 +199,12 @@ export class ChatPoolController {
     }, afterMs);
     t.unref();
     this.rechecks.set(key, t);
+  }
+
+  /** Whether a ComplianceSink names this pool (sink-pools.ts: one sink archives a pool's attachments). */
+  private async archivedBySink(cr: ChatPool): Promise<boolean> {
+    const sinks = await this.deps.kube.list<ComplianceSink>(resourcePath(API_VERSION, "ComplianceSink", cr.metadata.namespace));
+    return archivingSink(cr.metadata.name, sinks.items) !== undefined;
   }
 
   /** The pods read the relay's public key from its Secret: say so clearly when it is missing. */

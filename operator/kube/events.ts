@@ -52,7 +52,7 @@ export class EventRecorder {
       note: e.note.slice(0, 1024),
       regarding: { apiVersion: about.apiVersion, kind: about.kind, name, namespace, uid },
     };
-    this.log.info({ relayServer: `${namespace}/${name}`, reason: e.reason, type: e.type, note: e.note }, "event");
+    this.log.info({ object: `${about.kind}/${namespace}/${name}`, reason: e.reason, type: e.type, note: e.note }, "event");
     try {
       await this.kube.request("POST", resourcePath("events.k8s.io/v1", "Event", namespace), event);
     } catch (err) {

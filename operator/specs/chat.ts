@@ -24,6 +24,12 @@ export const LOOKUP_GRPC_PORT = 50053;
 export const LOOKUP_HTTP_PORT = 9092;
 export const FILES_HTTP_PORT = 8080;
 export const FILES_STORAGE_DIR = "/var/lib/parley/files";
+/**
+ * Where the file pods link every upload while a ComplianceSink archives the
+ * pool: a folder of the files volume, inside the same mount (a hard link
+ * cannot cross mounts), which the compliance pod mounts as a subPath.
+ */
+export const COMPLIANCE_ARCHIVE_SUBDIR = "compliance-archive";
 /** The key in the file-token Secret. */
 export const FILE_TOKEN_KEY = "secret";
 
@@ -93,9 +99,11 @@ export function buildLookupConfigMap(cr: ChatPool): KubeObject {
   return { apiVersion: "v1", kind: "ConfigMap", metadata: meta(cr, chatNames(cr).lookupConfig, LOOKUP_COMPONENT), data };
 }
 
-export function buildFilesConfigMap(cr: ChatPool): KubeObject {
+/** `complianceArchive`: a ComplianceSink archives this pool, so uploads are linked for it too. */
+export function buildFilesConfigMap(cr: ChatPool, complianceArchive = false): KubeObject {
   const s = chatPoolSpecWithDefaults(cr.spec);
-  const data = { PARLEY_NATS_URL: s.nats.url, PARLEY_HTTP_PORT: String(FILES_HTTP_PORT), PARLEY_FILES_STORAGE_DIR: FILES_STORAGE_DIR };
+  const data: Record<string, string> = { PARLEY_NATS_URL: s.nats.url, PARLEY_HTTP_PORT: String(FILES_HTTP_PORT), PARLEY_FILES_STORAGE_DIR: FILES_STORAGE_DIR };
+  if (complianceArchive) data.PARLEY_COMPLIANCE_ARCHIVE_DIR = `${FILES_STORAGE_DIR}/${COMPLIANCE_ARCHIVE_SUBDIR}`;
   return { apiVersion: "v1", kind: "ConfigMap", metadata: meta(cr, chatNames(cr).filesConfig, FILES_COMPONENT), data };
 }
 
@@ -272,7 +280,7 @@ export function buildLookupDeployment(cr: ChatPool): KubeObject {
   };
 }
 
-export function buildFilesDeployment(cr: ChatPool): KubeObject {
+export function buildFilesDeployment(cr: ChatPool, complianceArchive = false): KubeObject {
   const s = chatPoolSpecWithDefaults(cr.spec);
   const names = chatNames(cr);
   return {
@@ -285,7 +293,7 @@ export function buildFilesDeployment(cr: ChatPool): KubeObject {
       strategy: { type: "RollingUpdate", rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } },
       template: podTemplate(cr, {
         component: FILES_COMPONENT,
-        configMap: buildFilesConfigMap(cr),
+        configMap: buildFilesConfigMap(cr, complianceArchive),
         args: ["files"],
         env: [fieldEnv("PARLEY_FILES_INSTANCE_ID", "metadata.name"), secretEnv("PARLEY_FILE_TOKEN_SECRET", names.fileTokenSecret, FILE_TOKEN_KEY)],
         ports: [{ name: "http", containerPort: FILES_HTTP_PORT }],

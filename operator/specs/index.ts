@@ -2,3 +2,4 @@
 export * from "./meta.js";
 export * from "./relay.js";
 export * from "./chat.js";
+export * from "./compliance.js";

@@ -245,7 +245,7 @@ describe("Helm chart against a real apiserver", () => {
     assert.doesNotMatch(await cp.kubectl(["get", "crd", "-o", "name"]), /parley\.dev/, "a dry run creates nothing");
   });
 
-  test("helm install, then the operator with only the chart's RBAC reconciles a RelayServer with no 403", async () => {
+  test("helm install, then the operator with only the chart's RBAC reconciles a RelayServer, a ChatPool and a ComplianceSink (deleted through its finalizer) with no 403", async () => {
     await helm("install", "parley", CHART_DIR, "--namespace", RELEASE_NS, "--set", "examples.enabled=true", "--set", "monitoring.serviceMonitor.enabled=true");
     // The examples hook ran after the CRDs were installed.
     assert.match(await cp.kubectl(["get", "relayservers,chatpools,compliancesinks", "-n", RELEASE_NS, "-o", "name"]), /relayserver\.parley\.dev\/example/);
@@ -278,10 +278,21 @@ describe("Helm chart against a real apiserver", () => {
       return cr.status?.observedGeneration === cr.metadata.generation ? cr.status : undefined;
     }, 30_000, 200));
     assert.equal(status.conditions.find((c: any) => c.type === "Degraded")?.status, "False");
+    // A ChatPool and a ComplianceSink through every step, and the sink's deletion through its finalizer
+    // (an attempted final export, a status write, an Event, the finalizer patched away).
+    const applyCr = (kind: string, name: string, spec: unknown, annotations: Record<string, string> = {}) =>
+      cp.kubectl(["apply", "-f", "-"], { input: JSON.stringify({ apiVersion: "parley.dev/v1alpha1", kind, metadata: { name, namespace: APPS, annotations }, spec }) });
+    await applyCr("ChatPool", "talk", { relay: "east", database: { secretRef: { name: "chat-db" } } });
+    await applyCr("ComplianceSink", "audit", { chatPools: ["talk"], stagingDatabase: { secretRef: { name: "audit-db" } }, output: { size: "1Gi" } }, { "parley.dev/final-export-timeout": "1s" });
+    await orLog(waitFor("the ChatPool's ServiceMonitor", () => cp.kubectl(["get", "servicemonitor", "talk-chat", "-n", APPS, "-o", "name"]).catch(() => undefined), 30_000, 200));
+    await orLog(waitFor("the ComplianceSink's ServiceMonitor", () => cp.kubectl(["get", "servicemonitor", "audit-compliance", "-n", APPS, "-o", "name"]).catch(() => undefined), 30_000, 200));
+    await cp.kubectl(["delete", "compliancesink", "audit", "-n", APPS, "--wait=false"]);
+    await orLog(waitFor("the ComplianceSink gone", () => cp.kubectl(["get", "compliancesink", "audit", "-n", APPS, "-o", "name"]).then(() => undefined, () => true), 30_000, 200));
     // The examples in the release namespace were reconciled too (the operator watches all namespaces).
     await orLog(waitFor("the example RelayServer's Deployment", () => cp.kubectl(["get", "deployment", "example", "-n", RELEASE_NS, "-o", "name"]).catch(() => undefined), 30_000, 200));
     assert.doesNotMatch(op.proc.output, /forbidden|\b403\b/i, `the operator hit RBAC denials:\n${op.proc.output.slice(-3000)}`);
     assert.equal(await op.metric("parley_operator_reconciles_total", { kind: "RelayServer", result: "error" }), 0);
+    assert.ok((await op.metric("parley_operator_reconciles_total", { kind: "ComplianceSink", result: "success" })) > 0);
     assert.equal(await op.metric("parley_operator_watch_restarts_total"), 0);
   });
 
