@@ -34,6 +34,7 @@ import {
 import { mergeConditions, sameJson, type ConditionInput } from "./conditions.js";
 import { RelayAdminAccess } from "./relay-admin.js";
 import { RelayFailover, type PairOutcome } from "./relay-failover.js";
+import { RelayStatsPoller } from "./relay-stats.js";
 
 export type ReconcileResult = "success" | "paused";
 
@@ -64,12 +65,16 @@ interface Step {
 export class RelayServerController {
   private readonly now: () => Date;
   private readonly failover: RelayFailover;
+  /** Queue totals of standalone relays (pairs: the failover probe). */
+  private readonly stats: RelayStatsPoller | undefined;
 
   constructor(private readonly deps: RelayServerControllerDeps) {
     this.now = deps.now ?? (() => new Date());
+    const admin = deps.admin ?? new RelayAdminAccess(deps.kube);
+    this.stats = deps.requeue ? new RelayStatsPoller(admin, deps.requeue) : undefined;
     this.failover = new RelayFailover({
       kube: deps.kube,
-      admin: deps.admin ?? new RelayAdminAccess(deps.kube),
+      admin,
       events: deps.events ?? new EventRecorder(deps.kube, deps.log, this.now),
       log: deps.log,
       now: this.now,
@@ -77,7 +82,10 @@ export class RelayServerController {
   }
 
   async reconcile(cr: RelayServer): Promise<ReconcileResult> {
-    if (cr.metadata.deletionTimestamp) return "success"; // owned objects go with it (owner references)
+    if (cr.metadata.deletionTimestamp) {
+      this.stats?.forget(cr.metadata.namespace, cr.metadata.name);
+      return "success"; // owned objects go with it (owner references)
+    }
     if (cr.metadata.annotations?.[PAUSE_ANNOTATION] === "true") {
       await this.writeStatus(cr, this.pausedStatus(cr));
       return "paused";
@@ -115,7 +123,8 @@ export class RelayServerController {
         throw new Error(`RelayServer ${cr.metadata.namespace}/${cr.metadata.name}: ${message}`, { cause: err });
       }
     }
-    await this.writeStatus(cr, this.readyStatus(cr, deployment, pair));
+    const queues = !paired && (deployment?.status?.readyReplicas ?? 0) > 0 ? this.stats?.queues(cr) : undefined;
+    await this.writeStatus(cr, this.readyStatus(cr, deployment, pair, queues));
     if (pair) {
       const { namespace } = cr.metadata;
       for (const peer of pair.peers) this.deps.requeue?.(namespace, peer, 0);
@@ -152,7 +161,7 @@ export class RelayServerController {
     if (secret) await this.deps.kube.apply(secret);
   }
 
-  private readyStatus(cr: RelayServer, deployment: DeploymentStatus | undefined, pair?: PairOutcome): RelayServerStatus {
+  private readyStatus(cr: RelayServer, deployment: DeploymentStatus | undefined, pair?: PairOutcome, queues?: RelayServerStatus["queues"]): RelayServerStatus {
     const spec = relaySpecWithDefaults(cr);
     const want = spec.replicas;
     const ready = deployment?.status?.readyReplicas ?? 0;
@@ -174,7 +183,9 @@ export class RelayServerController {
         ];
     if (pair) conditions.push(...pair.conditions);
     const phase = pair?.phase ?? (rolledOut ? "Ready" : "Provisioning");
-    return this.status(cr, phase, conditions, { instances: want, readyInstances: ready }, pair);
+    const status = this.status(cr, phase, conditions, { instances: want, readyInstances: ready }, pair);
+    if (queues) status.queues = queues;
+    return status;
   }
 
   private degradedStatus(cr: RelayServer, reason: string, message: string): RelayServerStatus {

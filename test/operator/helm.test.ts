@@ -246,8 +246,10 @@ describe("Helm chart against a real apiserver", () => {
   });
 
   test("helm install, then the operator with only the chart's RBAC reconciles a RelayServer, a ChatPool and a ComplianceSink (deleted through its finalizer) with no 403", async () => {
-    await helm("install", "parley", CHART_DIR, "--namespace", RELEASE_NS, "--set", "examples.enabled=true", "--set", "monitoring.serviceMonitor.enabled=true");
-    // The examples hook ran after the CRDs were installed.
+    await helm("install", "parley", CHART_DIR, "--namespace", RELEASE_NS, "--set", "monitoring.serviceMonitor.enabled=true");
+    // Examples once the CRDs are established (docs/operator.md: Helm's client may not know kinds it created moments ago).
+    await cp.kubectl(["wait", "--for=condition=Established", "crd/relayservers.parley.dev", "crd/chatpools.parley.dev", "crd/compliancesinks.parley.dev", "--timeout=30s"]);
+    await helm("upgrade", "parley", CHART_DIR, "--namespace", RELEASE_NS, "--reuse-values", "--set", "examples.enabled=true");
     assert.match(await cp.kubectl(["get", "relayservers,chatpools,compliancesinks", "-n", RELEASE_NS, "-o", "name"]), /relayserver\.parley\.dev\/example/);
 
     // The operator as the chart's ServiceAccount, with the args the chart's Deployment gives it.

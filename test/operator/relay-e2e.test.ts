@@ -36,6 +36,32 @@ describe("operator e2e: kubectl switchover of relay processes under load", () =>
     await cp?.stop();
   });
 
+  test("a standalone RelayServer's status carries its relay's queue totals", async () => {
+    const set = new ReplicaSet(h, unique("solo"));
+    await set.fresh();
+    const solo = await set.process("solo", "standalone");
+    const sender = await h.identityWithDevice([solo.address], unique("ann"), unique("ann-dev"));
+    const receiver = await h.identityWithDevice([solo.address], unique("ben"), unique("ben-dev"));
+    const client = RelayClient.create({ addresses: [solo.address], device: sender });
+    h.defer(() => client.close());
+    for (let i = 0; i < 5; i++) await client.send({ messageId: `m${i}`, to: [{ deviceId: receiver.deviceId }], payload: Buffer.from(`m${i}`) });
+
+    const apply = (obj: unknown) => cp.kubectl(["apply", "-f", "-"], { input: JSON.stringify(obj) });
+    await apply({ apiVersion: "v1", kind: "Secret", metadata: { name: "solo-admin", namespace: NS }, stringData: { token: ADMIN_TOKEN } });
+    await apply({
+      apiVersion: "parley.dev/v1alpha1", kind: "RelayServer",
+      metadata: { name: "solo", namespace: NS, annotations: { "parley.dev/admin-address": solo.address } },
+      spec: { database: { secretRef: { name: "solo-db" } } },
+    });
+    await relayPair(cp, NS).markReady("solo", 1);
+    const status = await waitFor("queue totals in the status", async () => {
+      const s = await relayPair(cp, NS).status("solo");
+      return s.queues?.depth === 5 ? s : undefined;
+    }, 30_000, 200);
+    assert.ok((status.queues?.oldestAgeSeconds ?? -1) >= 0);
+    assert.equal(status.currentPrimary, "solo");
+  });
+
   test("every acknowledged message is on the new primary after the switchover", async () => {
     const set = new ReplicaSet(h, unique("e2e"));
     await set.fresh();
