@@ -76,12 +76,13 @@ const f0 = (n: number) => Math.round(n).toLocaleString("en-US");
 const f1 = (n: number) => (Number.isFinite(n) ? n.toFixed(1) : "-");
 const mib = (b: number) => f1(b / MiB);
 
-interface ExportRow { label: string; conversations: number; records: number; files: number; bytes: number; byKind: Record<string, number>; seconds: number; peakRss: number; rssBefore: number; cpu: number; errors: number }
+interface ExportRow { label: string; conversations: number; records: number; files: number; bytes: number; byKind: Record<string, number>; seconds: number; peakRss: number; rssBefore: number; cpu: number; childCpu: number; heapAfter: number; errors: number }
 
 async function exportOnce(svc: ComplianceProcess, outputDir: string, label: string): Promise<ExportRow> {
   const reset = svc.resetPeakRss();
   const rssBefore = svc.rssBytes();
   const cpu0 = svc.cpuSeconds();
+  const child0 = svc.cpuSeconds(true);
   const t0 = nowMs();
   const r = await svc.admin.exportNow(1_800_000);
   const seconds = (nowMs() - t0) / 1000;
@@ -91,7 +92,7 @@ async function exportOnce(svc: ComplianceProcess, outputDir: string, label: stri
   const status = await svc.admin.status();
   return {
     label, conversations: r.conversations, records: r.records, files: r.files.length, bytes: manifest.files.reduce((n, f) => n + f.bytes, 0),
-    byKind, seconds, peakRss: reset ? svc.peakRssBytes() : NaN, rssBefore, cpu: svc.cpuSeconds() - cpu0, errors: status.errors,
+    byKind, seconds, peakRss: reset ? svc.peakRssBytes() : NaN, rssBefore, cpu: svc.cpuSeconds() - cpu0, childCpu: svc.cpuSeconds(true) - child0, heapAfter: (await svc.heapBytes()).used, errors: status.errors,
   };
 }
 
@@ -127,9 +128,10 @@ async function staging(h: Harness, out: string[]): Promise<void> {
   const common = { databaseUrl, natsUrl: NATS_URL, stream: stream.name, outputDir, consumer, cpuProfDir: CPU_PROF, args: ["--staging-batch-size", String(BATCH)] };
   let svc = await ComplianceProcess.start(common);
   h.defer(() => svc.stop());
+  const readyRss = svc.rssBytes();
   const cpu0 = svc.cpuSeconds();
   const stagedAt = await svc.waitStaged(N);
-  const collect = { fromReady: (stagedAt - svc.readyAtMs) / 1000, fromSpawn: (stagedAt - svc.spawnedAtMs) / 1000, cpu: svc.cpuSeconds() - cpu0 };
+  const collect = { fromReady: (stagedAt - svc.readyAtMs) / 1000, fromSpawn: (stagedAt - svc.spawnedAtMs) / 1000, cpu: svc.cpuSeconds() - cpu0, rss: svc.rssBytes(), heap: await svc.heapBytes() };
   console.log(`service staged ${N} in ${collect.fromReady.toFixed(2)} s after ready`);
 
   // Export, default XML. The staged rows are kept aside to stage the very same records again for the second export.
@@ -168,14 +170,14 @@ async function staging(h: Harness, out: string[]): Promise<void> {
     `| baseline: raw JetStream consume + ack | ${f0(N)} | ${raw.seconds.toFixed(2)} | ${f0(raw.perSec)} | same NatsBus.consume() as the collector (pull 64, ${BATCH * 2} unacked), ack on arrival, no decoding, no database |`,
     `| baseline: raw Postgres INSERT … unnest | ${f0(N)} | ${pgRaw.seconds.toFixed(2)} | ${f0(pgRaw.perSec)} | batches of ${BATCH}, one after another, into the staging table (same indexes) |`,
     `| baseline: the service's staging statement, in-process | ${f0(N)} | ${pgService.seconds.toFixed(2)} | ${f0(pgService.perSec)} | StagingStore.stage (dedup against exported ids, ON CONFLICT DO NOTHING), batches of ${BATCH} |`,
-    `| **compliance service: backlog → staged** | ${f0(N)} | ${collect.fromReady.toFixed(2)} | **${f0(N / collect.fromReady)}** | from "ready" to status stagedRecords = N (${collect.fromSpawn.toFixed(2)} s from spawn); service CPU ${pct(collect.cpu, collect.fromReady)} of a core |`,
+    `| **compliance service: backlog → staged** | ${f0(N)} | ${collect.fromReady.toFixed(2)} | **${f0(N / collect.fromReady)}** | from "ready" to status stagedRecords = N (${collect.fromSpawn.toFixed(2)} s from spawn); service CPU ${pct(collect.cpu, collect.fromReady)} of a core; RSS ${mib(readyRss)} MiB at ready, ${mib(collect.rss)} MiB after (V8 heap in use ${mib(collect.heap.used)}, external ${mib(collect.heap.external)}) |`,
     `| **compliance service: staged while publishing** | ${f0(CONCURRENT)} | ${steady.seconds.toFixed(2)} | **${f0(CONCURRENT / steady.seconds)}** | publishing at ${f0(pub2.perSec)}/s meanwhile; ${f0(behind)} not yet staged when the last PubAck came; service CPU ${pct(steady.cpu, steady.seconds)} |`,
     "",
     `**Export** of the same ${f0(N)} staged records (${f0(xmlRow.conversations)} conversations), one \`Export\` RPC each; peak RSS = the service's VmHWM reset just before the export.`,
     "",
-    "| export | files | MiB written | seconds | records/s | peak RSS MiB | RSS before MiB | service CPU s | errors |",
-    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ...[xmlRow, allRow].map((r) => `| ${r.label} | ${f0(r.files)} | ${mib(r.bytes)} (${Object.entries(r.byKind).map(([k, b]) => `${k} ${mib(b)}`).join(", ")}) | ${r.seconds.toFixed(2)} | ${f0(r.records / r.seconds)} | ${mib(r.peakRss)} | ${mib(r.rssBefore)} | ${r.cpu.toFixed(1)} | ${r.errors} |`),
+    "| export | files | MiB written | seconds | records/s | ms per conversation | peak RSS MiB | RSS before MiB | heap in use after MiB | service CPU s | xsltproc CPU s | errors |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ...[xmlRow, allRow].map((r) => `| ${r.label} | ${f0(r.files)} | ${mib(r.bytes)} (${Object.entries(r.byKind).map(([k, b]) => `${k} ${mib(b)}`).join(", ")}) | ${r.seconds.toFixed(2)} | ${f0(r.records / r.seconds)} | ${f1((r.seconds * 1000) / r.conversations)} | ${mib(r.peakRss)} | ${mib(r.rssBefore)} | ${mib(r.heapAfter)} | ${r.cpu.toFixed(1)} | ${r.childCpu.toFixed(1)} | ${r.errors} |`),
     "",
   );
 }

@@ -28,7 +28,7 @@ export interface ComplianceProcessOptions {
 }
 
 export class ComplianceProcess {
-  private constructor(readonly proc: Proc, readonly admin: ComplianceAdmin, readonly spawnedAtMs: number, readonly readyAtMs: number) {}
+  private constructor(readonly proc: Proc, readonly admin: ComplianceAdmin, readonly httpPort: number, readonly spawnedAtMs: number, readonly readyAtMs: number) {}
 
   static async start(o: ComplianceProcessOptions): Promise<ComplianceProcess> {
     const prof = o.cpuProfDir ? ["--cpu-prof", "--cpu-prof-dir", o.cpuProfDir] : [];
@@ -42,17 +42,25 @@ export class ComplianceProcess {
       env: { ...process.env, PARLEY_ADMIN_TOKEN: TOKEN, PARLEY_LOG_LEVEL: "info" }, stdio: ["ignore", "pipe", "pipe"],
     }));
     const ready = await proc.waitForOutput(/"grpcPort":(\d+),"httpPort":(\d+).*compliance ready/, 60_000);
-    return new ComplianceProcess(proc, ComplianceAdmin.create(`127.0.0.1:${ready[1]}`, TOKEN), spawnedAtMs, nowMs());
+    return new ComplianceProcess(proc, ComplianceAdmin.create(`127.0.0.1:${ready[1]}`, TOKEN), Number(ready[2]), spawnedAtMs, nowMs());
   }
 
   get pid(): number {
     return this.proc.child.pid!;
   }
 
-  /** utime + stime so far, in seconds. */
-  cpuSeconds(): number {
+  /** utime + stime so far, in seconds; with children: of its exited children (xsltproc) instead. */
+  cpuSeconds(children = false): number {
     const f = readFileSync(`/proc/${this.pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-    return (Number(f[11]) + Number(f[12])) / 100;
+    const [u, s] = children ? [13, 14] : [11, 12];
+    return (Number(f[u]) + Number(f[s])) / 100;
+  }
+
+  /** V8 heap in use and external memory (Buffers) now, from its /metrics: what RSS holds that is live. */
+  async heapBytes(): Promise<{ used: number; external: number }> {
+    const text = await (await fetch(`http://127.0.0.1:${this.httpPort}/metrics`)).text();
+    const read = (name: string) => Number(new RegExp(`^parley_${name} (\\S+)$`, "m").exec(text)?.[1] ?? NaN);
+    return { used: read("nodejs_heap_size_used_bytes"), external: read("nodejs_external_memory_bytes") };
   }
 
   private statusKiB(field: "VmHWM" | "VmRSS"): number {
