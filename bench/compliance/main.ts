@@ -22,6 +22,7 @@
  *   --lag-interval 2000 (ms) --lag-rate 20 (posts/s) --lag-seconds 30 --lag-rooms 10 --lag-users 4
  *   --only staging,lag   --quick (5,000 records over 50 rooms, 2,000 concurrent, 8 s of lag probes)
  *   --cpu-prof-dir DIR (service processes with --cpu-prof)   --write-results / BENCH_WRITE_RESULTS=0|1
+ *   BENCH_NOTE="…" adds a paragraph to the RESULTS.md section (e.g. the machine's state)
  * Postgres and NATS: PARLEY_TEST_PG_URL, PARLEY_TEST_NATS_URL (the test harness's; default local).
  * Results go into bench/RESULTS.md for full runs (not --quick, unless --write-results).
  */
@@ -204,7 +205,13 @@ function writeResults(body: string): void {
   const begin = "<!-- bench:compliance:begin -->";
   const end = "<!-- bench:compliance:end -->";
   const command = `node dist/bench/compliance/main.js${process.argv.slice(2).length ? " " + process.argv.slice(2).join(" ") : ""}`;
-  const section = [begin, "## Compliance: collection, export, post-to-file lag (bench/compliance)", "", `Command: \`npm run build && ${command}\` (or \`make bench BENCH=compliance\`).`, "", body, end].join("\n");
+  const reading = [
+    "Reading the figures: collection pipelines a JetStream pull consumer into staging commits (a record is acked only after the commit that staged it, at most twice the batch size unacked), so its rate is bounded by the slower of the two baselines beside it, and below that by how well they overlap; the service's CPU column shows whether it or the database is the limit.",
+    "An export claims every staged record (one UPDATE), then per conversation reads its records, writes its files (each fsynced), then the manifest, then deletes the batch from staging; with the CSV stylesheet each conversation also runs one `xsltproc` process (the xsltproc CPU column).",
+    "Peak RSS is the service process's VmHWM, reset just before the export; heap in use (from its /metrics) tells live memory from memory V8 has not returned.",
+  ].join("\n");
+  const note = process.env.BENCH_NOTE ? `\n${process.env.BENCH_NOTE}\n` : "";
+  const section = [begin, "## Compliance: collection, export, post-to-file lag (bench/compliance)", "", `Command: \`npm run build && ${command}\` (or \`make bench BENCH=compliance\`).`, "", reading, note, body, end].join("\n");
   const current = existsSync(file) ? readFileSync(file, "utf8") : "# Benchmark results\n";
   const i = current.indexOf(begin);
   const j = current.indexOf(end);
