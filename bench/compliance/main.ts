@@ -206,9 +206,9 @@ function writeResults(body: string): void {
   const end = "<!-- bench:compliance:end -->";
   const command = `node dist/bench/compliance/main.js${process.argv.slice(2).length ? " " + process.argv.slice(2).join(" ") : ""}`;
   const reading = [
-    "Reading the figures: collection pipelines a JetStream pull consumer into staging commits (a record is acked only after the commit that staged it, at most twice the batch size unacked), so its rate is bounded by the slower of the two baselines beside it, and below that by how well they overlap; the service's CPU column shows whether it or the database is the limit.",
-    "An export claims every staged record (one UPDATE), then per conversation reads its records, writes its files (each fsynced), then the manifest, then deletes the batch from staging; with the CSV stylesheet each conversation also runs one `xsltproc` process (the xsltproc CPU column).",
-    "Peak RSS is the service process's VmHWM, reset just before the export; heap in use (from its /metrics) tells live memory from memory V8 has not returned.",
+    "Reading the figures: collection pipelines a JetStream pull consumer into staging commits (a record is acked only after the commit that staged it, at most twice the batch size unacked), so its rate is bounded by the slower of the two baselines beside it, and below that by how well they overlap; the service's CPU (in the notes) shows whether it or the database is the limit.",
+    "An export claims every staged record (one UPDATE), then per conversation (four at a time) reads its records and writes its files (each fsynced), then the manifest, then deletes the batch from staging; with the CSV stylesheet each conversation also runs one `xsltproc` process (the xsltproc CPU column).",
+    "Peak RSS is the service process's VmHWM, reset just before the export; heap in use is V8's used heap from its /metrics (garbage not yet collected included), to compare with RSS, which V8 does not hand back when garbage is freed.",
   ].join("\n");
   const note = process.env.BENCH_NOTE ? `\n${process.env.BENCH_NOTE}\n` : "";
   const section = [begin, "## Compliance: collection, export, post-to-file lag (bench/compliance)", "", `Command: \`npm run build && ${command}\` (or \`make bench BENCH=compliance\`).`, "", reading, note, body, end].join("\n");
