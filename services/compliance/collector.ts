@@ -44,6 +44,7 @@ export class Collector {
   private buffer: { staged: StagedRecord; msg: DurableMessage }[] = [];
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> = Promise.resolve();
+  private committing = false;
 
   constructor(
     private readonly bus: Bus,
@@ -63,31 +64,48 @@ export class Collector {
     const { staged, valid } = toStaged(msg, this.deps.now());
     if (!valid) this.deps.log.error({ seq: msg.seq, subject: msg.subject }, "a compliance event is not a valid record; archived raw in conversation _unparsed");
     this.buffer.push({ staged, msg });
+    // While a commit runs, records gather for the next one (it starts when this one ends).
+    if (this.committing) return;
     if (this.buffer.length >= this.options.batchSize) void this.flush();
     else this.timer ??= setTimeout(() => void this.flush(), this.options.batchDelayMs);
   }
 
-  /** Stages what is buffered (one statement), then acks it; resolves when done. */
+  /** Stages what is buffered, then acks it; resolves when done. */
   flush(): Promise<void> {
     clearTimeout(this.timer);
     this.timer = undefined;
-    const batch = this.buffer;
-    this.buffer = [];
-    this.flushing = this.flushing.then(async () => {
-      if (!batch.length) return;
-      try {
-        const fresh = await this.store.stage(batch.map((b) => b.staged));
-        for (const b of batch) b.msg.ack();
-        this.deps.metrics.collected.inc({ result: "staged" }, fresh);
-        if (batch.length > fresh) this.deps.metrics.collected.inc({ result: "duplicate" }, batch.length - fresh);
-        this.deps.onStaged?.();
-      } catch (err) {
-        for (const b of batch) b.msg.nak();
-        this.deps.metrics.errors.inc({ stage: "collect" });
-        this.deps.log.error({ err, records: batch.length }, "staging failed; the records will be redelivered");
-      }
-    });
+    this.flushing = this.flushing.then(() => this.commitBuffered());
     return this.flushing;
+  }
+
+  /**
+   * Group commit: one statement per batch of at most batchSize, and what
+   * arrived during a commit goes in the next one, straight after. (Cutting a
+   * batch at every delay instead queued many small batches behind a slow
+   * commit: about 160 records per commit instead of 500, at a third of the
+   * rate; see bench/compliance.)
+   */
+  private async commitBuffered(): Promise<void> {
+    this.committing = true;
+    try {
+      while (this.buffer.length) await this.commit(this.buffer.splice(0, this.options.batchSize));
+    } finally {
+      this.committing = false;
+    }
+  }
+
+  private async commit(batch: { staged: StagedRecord; msg: DurableMessage }[]): Promise<void> {
+    try {
+      const fresh = await this.store.stage(batch.map((b) => b.staged));
+      for (const b of batch) b.msg.ack();
+      this.deps.metrics.collected.inc({ result: "staged" }, fresh);
+      if (batch.length > fresh) this.deps.metrics.collected.inc({ result: "duplicate" }, batch.length - fresh);
+      this.deps.onStaged?.();
+    } catch (err) {
+      for (const b of batch) b.msg.nak();
+      this.deps.metrics.errors.inc({ stage: "collect" });
+      this.deps.log.error({ err, records: batch.length }, "staging failed; the records will be redelivered");
+    }
   }
 
   /** Stops taking records and stages what was taken. */

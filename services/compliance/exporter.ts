@@ -37,6 +37,37 @@ export interface ExportResult {
 
 const EMPTY: ExportResult = { batchId: "", conversations: 0, records: 0, files: [] };
 
+/**
+ * Conversations written at once. Each is mostly waiting (its queries, the
+ * fsync of each file, xsltproc): a few at a time overlap the waits (see
+ * bench/compliance), and keep memory to a few conversations.
+ */
+const CONVERSATIONS_AT_ONCE = 4;
+
+/**
+ * fn over items, at most `limit` at a time; results in the items' order.
+ * After a failure no new item starts, and it rejects once the running ones
+ * have settled (nothing of the batch is still being written after a failed run).
+ */
+async function inOrder<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  let failure: { err: unknown } | undefined;
+  const worker = async () => {
+    while (!failure && next < items.length) {
+      const i = next++;
+      try {
+        out[i] = await fn(items[i]!);
+      } catch (err) {
+        failure ??= { err };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (failure) throw failure.err;
+  return out;
+}
+
 export class Exporter {
   private running: Promise<ExportResult> | undefined;
   lastError = "";
@@ -86,12 +117,15 @@ export class Exporter {
     let records = 0;
     try {
       const rooms = await this.store.batchRooms(batchId);
-      for (const roomId of rooms) {
+      const written = await inOrder(rooms, CONVERSATIONS_AT_ONCE, async (roomId) => {
         const { records: staged, before } = await this.store.conversation(batchId, roomId);
         const { conversation, after } = buildConversation(batchId, roomId, before, staged);
-        records += staged.length;
-        endStates.set(roomId, after);
-        files.push(...(await this.writeConversation(conversation, archivedPaths)));
+        return { roomId, after, records: staged.length, files: await this.writeConversation(conversation, archivedPaths) };
+      });
+      for (const w of written) {
+        records += w.records;
+        endStates.set(w.roomId, w.after);
+        files.push(...w.files);
       }
       files.push(await this.output.writeManifest(batchId, files, this.deps.clock.now()));
     } catch (err) {
