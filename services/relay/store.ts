@@ -17,6 +17,7 @@ import {
   type StoredEntry,
 } from "./types.js";
 import type { ChangeOp, Journal, QueueState } from "./replication/changes.js";
+import { ackAtOnce, enqueueAtOnce } from "./fast-path.js";
 
 export interface DeviceRecord {
   id: string;
@@ -169,6 +170,11 @@ export class RelayStore {
    * full queue) gets its error; the others are committed.
    */
   async sendMany(requests: SendRequest[], limits: Limits, nowMs: number): Promise<Array<SendOutcome[] | Error>> {
+    // The common case in one round trip (not when journaling: see fast-path.ts).
+    if (!this.journal) {
+      const done = await enqueueAtOnce(this.pool, requests, limits, nowMs);
+      if (done) return done;
+    }
     try {
       return await this.write((c, ops) => this.enqueue(c, ops, requests, limits, nowMs));
     } catch (err) {
@@ -410,6 +416,10 @@ export class RelayStore {
    * device of the identity has acked are deleted.
    */
   async ack(deviceId: string, identityId: string, deviceSeq: number, identitySeq: number): Promise<number> {
+    if (!this.journal) {
+      const deleted = await ackAtOnce(this.pool, deviceId, identityId, deviceSeq, identitySeq);
+      if (deleted !== undefined) return deleted;
+    }
     return this.write(async (c, ops) => {
       let deleted = 0;
       if (deviceSeq > 0) {

@@ -102,4 +102,52 @@ describe("relay group commit", () => {
       assert.deepEqual(mine, [...mine].sort((a, b) => a - b), `sender ${i}'s messages stay in send order`);
     }
   });
+
+  it("gives the same receipt for a message sent to a device and an identity, first and on a resend", async () => {
+    const alice = await h.identityWithDevice([relay.address], unique("alice"), unique("a-dev"));
+    const bob = await h.identityWithDevice([relay.address], unique("bob"), unique("b-dev"));
+    const sender = { deviceId: alice.deviceId, identityId: alice.identityId };
+    const msg = (id: string, payload: string) => ({
+      messageId: id,
+      recipients: [{ kind: "identity" as const, id: bob.identityId }, { kind: "device" as const, id: bob.deviceId }],
+      payload: Buffer.from(payload),
+      contentType: "text/plain",
+    });
+    const [first] = await relay.service.store.sendMany(
+      [{ sender, messages: [msg("m-1", "one"), msg("m-2", "two")] }, { sender, messages: [msg("m-3", "three")] }],
+      DEFAULT_RELAY_OPTIONS.limits,
+      Date.now(),
+    );
+    assert.ok(!(first instanceof Error));
+    assert.deepEqual(first!.map((o) => o.queued.map((q) => [q.queue.kind, q.seq])), [[["identity", 1], ["device", 1]], [["identity", 2], ["device", 2]]]);
+    const [again] = await relay.service.store.sendMany([{ sender, messages: [msg("m-2", "two"), msg("m-1", "one")] }], DEFAULT_RELAY_OPTIONS.limits, Date.now());
+    assert.ok(!(again instanceof Error));
+    assert.deepEqual(again, [first![1]!, first![0]!].map((o) => ({ ...o, duplicate: true })), "the stored receipts equal the first answers");
+    // Both queues hold each message, its own bytes sliced out of the group's payloads.
+    for (const queue of [{ kind: "identity" as const, id: bob.identityId }, { kind: "device" as const, id: bob.deviceId }]) {
+      const entries = await relay.service.store.readEntries(queue, 0, 10);
+      assert.deepEqual(entries.map((e) => [e.seq, e.messageId, Buffer.from(e.payload).toString(), e.contentType, e.senderDevice]), [
+        [1, "m-1", "one", "text/plain", alice.deviceId], [2, "m-2", "two", "text/plain", alice.deviceId], [3, "m-3", "three", "text/plain", alice.deviceId],
+      ]);
+    }
+  });
+
+  it("queues a message id sent by two concurrent groups once; the other group gets its receipt", async () => {
+    const alice = await h.identityWithDevice([relay.address], unique("alice"), unique("a-dev"));
+    const bob = await h.identityWithDevice([relay.address], unique("bob"), unique("b-dev"));
+    const sender = { deviceId: alice.deviceId, identityId: alice.identityId };
+    const msg = { messageId: "c-1", recipients: [{ kind: "device" as const, id: bob.deviceId }], payload: Buffer.from("c"), contentType: "" };
+    const results = await Promise.all(
+      Array.from({ length: 6 }, () => relay.service.store.sendMany([{ sender, messages: [msg] }], DEFAULT_RELAY_OPTIONS.limits, Date.now())),
+    );
+    const outcomes = results.map(([r]) => {
+      assert.ok(!(r instanceof Error));
+      return r![0]!;
+    });
+    assert.equal(outcomes.filter((o) => !o.duplicate).length, 1, "one group queued it");
+    for (const o of outcomes) assert.deepEqual(o.queued, [{ queue: { kind: "device", id: bob.deviceId }, seq: 1 }]);
+    const got: InboxMessage[] = [];
+    await h.client([relay.address], bob).inbox((m) => void got.push(m));
+    assert.deepEqual(got.map((m) => m.messageId), ["c-1"]);
+  });
 });

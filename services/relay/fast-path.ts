@@ -1,0 +1,127 @@
+/**
+ * One-round-trip forms of the relay's hot writes, for a relay that does not
+ * replicate (a replicating primary journals every change inside its
+ * transaction, so it keeps RelayStore's general path).
+ *
+ * A send group runs as one call of relay_enqueue (migration 30) in
+ * autocommit: one round trip and one commit instead of BEGIN, four statements
+ * and COMMIT, and the queue row locks are held for that one statement and
+ * its commit only. It covers the common case: every message new, every party
+ * present and active, every queue under its quota. Anything else is refused
+ * by the function before anything commits, and the caller takes the general
+ * path, which answers resends, unknown parties and full queues precisely.
+ */
+import type { Pool } from "../common/db.js";
+import { OutOfRangeError } from "../common/errors.js";
+import type { SendRequest } from "./store.js";
+import { KIND_CODE, KIND_NAME, type Limits, type QueueRef, type SendOutcome } from "./types.js";
+
+/** relay_enqueue's refusals: not the common case, take the general path. */
+const NOT_COMMON = new Set([
+  "PR001", // a resend, or a party unknown or suspended
+  "PR002", // a queue would pass its quota
+  "23505", // a message id claimed meanwhile by a concurrent group
+  "40P01", // deadlock (the general path retries)
+  "40001",
+]);
+
+const queueKey = (q: QueueRef) => `${q.kind}:${q.id}`;
+
+/**
+ * The group in one statement, or undefined when it is not the common case
+ * (nothing was written then). Outcomes come in request order.
+ */
+export async function enqueueAtOnce(pool: Pool, requests: SendRequest[], limits: Limits, nowMs: number): Promise<SendOutcome[][] | undefined> {
+  // A message id twice in one group: the general path decides which is first.
+  const ids = new Set<string>();
+  let count = 0;
+  for (const r of requests) {
+    for (const m of r.messages) {
+      ids.add(`${r.sender.deviceId}\u0000${m.messageId}`);
+      count++;
+    }
+  }
+  if (ids.size !== count) return undefined;
+
+  const m = { sd: [] as string[], si: [] as string[], mid: [] as string[], ct: [] as string[], off: [] as number[], size: [] as number[] };
+  const e = { msg: [] as number[], kind: [] as number[], queue: [] as string[], rord: [] as number[], ord: [] as number[] };
+  const perQueue = new Map<string, { queue: QueueRef; count: number; bytes: number }>();
+  const payloads: Uint8Array[] = [];
+  let offset = 0;
+  for (const { sender, messages } of requests) {
+    for (const msg of messages) {
+      const index = m.sd.push(sender.deviceId); // 1-based, as SQL arrays
+      m.si.push(sender.identityId);
+      m.mid.push(msg.messageId);
+      m.ct.push(msg.contentType);
+      m.off.push(offset);
+      m.size.push(msg.payload.length);
+      payloads.push(msg.payload);
+      offset += msg.payload.length;
+      msg.recipients.forEach((q, r) => {
+        const key = queueKey(q);
+        let agg = perQueue.get(key);
+        if (!agg) perQueue.set(key, (agg = { queue: q, count: 0, bytes: 0 }));
+        agg.count++;
+        agg.bytes += msg.payload.length;
+        e.msg.push(index);
+        e.kind.push(KIND_CODE[q.kind]);
+        e.queue.push(q.id);
+        e.rord.push(r);
+        e.ord.push(agg.count);
+      });
+    }
+  }
+  // Sorted as RelayStore sorts them: every sender locks queue rows in one order.
+  const bumps = [...perQueue.values()].sort((a, b) => (queueKey(a.queue) < queueKey(b.queue) ? -1 : 1));
+  let rows: Array<{ kind: number; id: string; last_seq: number }>;
+  try {
+    ({ rows } = await pool.query<{ kind: number; id: string; last_seq: number }>(
+      "SELECT * FROM relay_enqueue($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+      [
+        m.sd, m.si, m.mid, m.ct, m.off, m.size, Buffer.concat(payloads, offset), // a Buffer travels in binary
+        e.msg, e.kind, e.queue, e.rord, e.ord,
+        bumps.map((b) => KIND_CODE[b.queue.kind]), bumps.map((b) => b.queue.id), bumps.map((b) => b.count), bumps.map((b) => b.bytes),
+        nowMs, limits.maxQueueMessages, limits.maxQueueBytes,
+      ],
+    ));
+  } catch (err) {
+    if (NOT_COMMON.has((err as { code?: string }).code ?? "")) return undefined;
+    throw err;
+  }
+  // Sequences as the function assigned them: per queue, in message order.
+  const nextSeq = new Map<string, number>();
+  for (const r of rows) {
+    const key = queueKey({ kind: KIND_NAME[r.kind]!, id: r.id });
+    nextSeq.set(key, r.last_seq - perQueue.get(key)!.count + 1);
+  }
+  return requests.map(({ messages }) =>
+    messages.map((msg) => ({
+      messageId: msg.messageId,
+      duplicate: false,
+      acceptedAtMs: nowMs,
+      queued: msg.recipients.map((q) => {
+        const key = queueKey(q);
+        const seq = nextSeq.get(key)!;
+        nextSeq.set(key, seq + 1);
+        return { queue: q, seq };
+      }),
+    })),
+  );
+}
+
+/**
+ * A cumulative ack (RelayStore.ack's steps) in one statement: the number of
+ * entries it deleted, or undefined after a deadlock (the caller retries).
+ */
+export async function ackAtOnce(pool: Pool, deviceId: string, identityId: string, deviceSeq: number, identitySeq: number): Promise<number | undefined> {
+  try {
+    const { rows } = await pool.query<{ deleted: number }>("SELECT relay_ack($1, $2, $3, $4) AS deleted", [deviceId, identityId, deviceSeq, identitySeq]);
+    return rows[0]!.deleted;
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    if (code === "PR003") throw new OutOfRangeError((err as Error).message);
+    if (code === "40P01" || code === "40001") return undefined;
+    throw err;
+  }
+}
