@@ -7,7 +7,7 @@
 //   npm run build && PARLEY_CONTROLPLANE_DIR=... node dist/bench/operator/main.js
 //   BENCH_QUICK=1 node dist/bench/operator/main.js     (a trial: 1 and 10 resources, memory with 50)
 //
-// Sections (BENCH_SECTIONS, comma-separated; default reconcile,memory):
+// Sections (BENCH_SECTIONS, comma-separated; default all three):
 //   reconcile  per kind (RelayServer, ChatPool) and count (1, 100): all resources
 //              applied at once to a fresh namespace; per resource apply → all
 //              owned objects created and apply → status Ready (p50/p99/max), and
@@ -16,20 +16,25 @@
 //   memory     the operator's RSS and VmHWM (/proc) idle with no resources, then
 //              with BENCH_MEMORY_RESOURCES (500) RelayServers converged and idle
 //              for BENCH_IDLE_SECONDS; the time to converge them, and the baseline's.
-//   switchover kubectl-driven switchover and automatic failover times (median,
-//              max over trials). TODO: not measured yet, see switchover() below.
+//   switchover kubectl-driven switchover and automatic failover of a relay pair
+//              (real `parley relay` processes on the local Postgres + NATS):
+//              request → status.currentPrimary, → the Service selects the new
+//              primary; median and max over trials (switchover.ts).
 //
 // Environment (all optional): BENCH_KINDS=RelayServer,ChatPool BENCH_COUNTS=1,100
 // BENCH_MEMORY_RESOURCES=500 BENCH_IDLE_SECONDS=10 BENCH_WORKERS=2 (operator
 // --workers = baseline parallelism) BENCH_APPLY_CONCURRENCY=50 BENCH_TIMEOUT_MS
 // (per round) BENCH_NATS_URL=nats://127.0.0.1:4222 (ChatPools' load reports)
-// BENCH_QUICK=1 BENCH_WRITE_RESULTS=0 (skip bench/RESULTS.md).
+// BENCH_SWITCHOVER_TRIALS=10 BENCH_FAILOVER_TRIALS=10 BENCH_FAILOVER_DELAY_SECONDS=3
+// BENCH_SWITCHOVER_DELAY=2s; PARLEY_TEST_PG_URL / PARLEY_TEST_NATS_URL (the relays').
+// BENCH_QUICK=1 (3 switchover and 2 failover trials) BENCH_WRITE_RESULTS=0 (skip bench/RESULTS.md).
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import { readMemory, startCluster, type Cluster, type Memory } from "./cluster.js";
 import { baselineRound, operatorRound, type RoundOptions, type RoundResult } from "./reconcile.js";
+import { runSwitchover, switchoverLines } from "./switchover.js";
 import { KINDS, type Kind } from "./workloads.js";
 
 const SECTIONS = ["reconcile", "memory", "switchover"] as const;
@@ -60,7 +65,7 @@ function config() {
   });
   return {
     quick,
-    sections: envList<Section>("BENCH_SECTIONS", SECTIONS, ["reconcile", "memory"]),
+    sections: envList<Section>("BENCH_SECTIONS", SECTIONS, SECTIONS),
     kinds: envList<Kind>("BENCH_KINDS", KINDS, KINDS),
     counts,
     memoryResources: envInt("BENCH_MEMORY_RESOURCES", quick ? 50 : 500),
@@ -71,6 +76,13 @@ function config() {
       natsUrl: process.env.BENCH_NATS_URL || "nats://127.0.0.1:4222",
       ...(process.env.BENCH_TIMEOUT_MS ? { timeoutMs: envInt("BENCH_TIMEOUT_MS", 0) } : {}),
     } satisfies RoundOptions,
+    switchover: {
+      switchoverTrials: envInt("BENCH_SWITCHOVER_TRIALS", quick ? 3 : 10, 0),
+      failoverTrials: envInt("BENCH_FAILOVER_TRIALS", quick ? 2 : 10, 0),
+      failoverDelaySeconds: envInt("BENCH_FAILOVER_DELAY_SECONDS", 3),
+      switchoverDelay: process.env.BENCH_SWITCHOVER_DELAY || "2s",
+      workers: envInt("BENCH_WORKERS", 2),
+    },
     writeResults: process.env.BENCH_WRITE_RESULTS !== "0",
     resultsFile: fileURLToPath(new URL("../../../bench/RESULTS.md", import.meta.url)),
   };
@@ -132,17 +144,10 @@ async function memorySection(cluster: Cluster, c: Config): Promise<string[]> {
   ];
 }
 
-/**
- * TODO(switchover): kubectl-driven switchover time (patch status.targetPrimary →
- * the Service selects the new primary and status.currentPrimary names it) and
- * automatic failover time (primary's Deployment unready → currentPrimary moves,
- * minus failoverDelay), median and max over BENCH_SWITCHOVER_TRIALS, for a pair
- * of RelayServers whose relays run as real `parley relay --role primary|secondary`
- * processes reached through the admin-address annotation (as
- * test/operator/failover.test.ts sets them up). Not measured yet.
- */
-async function switchoverSection(): Promise<string[]> {
-  return ["**Switchover and automatic failover:** not measured yet (TODO in bench/operator/main.ts, `switchoverSection`)."];
+async function switchoverSection(cluster: Cluster, c: Config): Promise<string[]> {
+  const r = await runSwitchover(cluster, c.switchover);
+  console.log(JSON.stringify(r));
+  return switchoverLines(r, c.switchover);
 }
 
 function command(): string {
@@ -173,7 +178,7 @@ async function main(): Promise<void> {
     const sections: Record<Section, () => Promise<string[]>> = {
       reconcile: () => reconcileSection(cluster, c),
       memory: () => memorySection(cluster, c),
-      switchover: () => switchoverSection(),
+      switchover: () => switchoverSection(cluster, c),
     };
     for (const s of c.sections) out.push(...(await sections[s]()), "");
   } finally {
