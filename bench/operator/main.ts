@@ -188,6 +188,8 @@ async function main(): Promise<void> {
     `- Date: ${started.toISOString()}; ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? "?"}), Node ${process.versions.node}; one etcd + kube-apiserver (${process.env.PARLEY_CONTROLPLANE_DIR ?? "scripts/ensure-controlplane.sh"}), the operator as a \`parley operator\` process, all on this machine; load average ${load0.toFixed(1)} at start, ${os.loadavg()[0]!.toFixed(1)} at end${c.quick ? "; **quick mode** (trial scale)" : ""}`,
     `- Command: \`npm run build && ${command()}\``,
     "- Pods: there are no kubelets or scheduler; the benchmark plays the Deployment/StatefulSet controllers by patching each workload's status to fully rolled out as soon as it appears (as test/operator does). The notes say how long that took; it is inside the operator's figures.",
+    "- Reading: *objects created* = apply → the last of the resource's owned objects seen by a watch; *Ready* = apply → status phase Ready at the applied generation. The operator needs two reconciles per resource (one creates everything and reports Provisioning; the rollout's status change queues the second, which reports Ready); the baseline is one ideal pass with the same requests and parallelism, so the gap is watch delivery, queueing and the second pass. Wall time = first apply → last Ready.",
+    ...(c.quick ? ["- **Trial figures** (BENCH_QUICK=1, on a machine shared with other work): they show the benchmark works, not how fast the operator is. Final figures: the default scale on a quiet machine."] : []),
     "",
   ];
   const body = [...header, ...out];

@@ -43,6 +43,8 @@ export interface Timed {
   /** Request → the client Service selects the target (ms). */
   toService: number[];
   failures: string[];
+  /** The Switchover condition's message after each trial (digits masked), counted: says whether the demote answered. */
+  outcomes: Record<string, number>;
 }
 
 export interface SwitchoverResult {
@@ -56,7 +58,7 @@ export async function runSwitchover(cluster: Cluster, opts: SwitchoverOptions): 
   const h = new Harness();
   const { kube } = cluster;
   const ns = await cluster.namespace(unique("bench-ha"));
-  const result: SwitchoverResult = { switchover: { toStatus: [], toService: [], failures: [] }, failover: { toStatus: [], toService: [], failures: [] } };
+  const result: SwitchoverResult = { switchover: { toStatus: [], toService: [], failures: [], outcomes: {} }, failover: { toStatus: [], toService: [], failures: [], outcomes: {} } };
   let stopOperator: (() => Promise<void>) | undefined;
   try {
     const set = new ReplicaSet(h, unique("benchha"));
@@ -105,6 +107,8 @@ export async function runSwitchover(cluster: Cluster, opts: SwitchoverOptions): 
       }, SETTLE_MS, 5);
       into.toStatus.push(toStatus!);
       into.toService.push(toService!);
+      const message = (condition(await east(), "Switchover")?.message ?? "(no Switchover condition)").replace(/\d+/g, "N");
+      into.outcomes[message] = (into.outcomes[message] ?? 0) + 1;
     };
 
     await setReady("east", 1);
@@ -166,5 +170,7 @@ export function switchoverLines(r: SwitchoverResult, opts: SwitchoverOptions): s
     row("kubectl switchover (status.targetPrimary patched)", r.switchover),
     row("automatic failover (primary's Deployment 0 ready), total", r.failover),
     row(`automatic failover, minus failoverDelay (${opts.failoverDelaySeconds} s)`, r.failover, delayMs),
+    "",
+    `Switchover condition after the trials: ${[...Object.entries(r.switchover.outcomes), ...Object.entries(r.failover.outcomes)].map(([m, n]) => `${n} × "${m}"`).join("; ") || "-"}.`,
   ];
 }
