@@ -32,7 +32,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
-import { readMemory, startCluster, type Cluster, type Memory } from "./cluster.js";
+import { readMemory, startCluster, type Cluster, type Memory, type RunningOperator } from "./cluster.js";
 import { baselineRound, operatorRound, type RoundOptions, type RoundResult } from "./reconcile.js";
 import { runSwitchover, switchoverLines } from "./switchover.js";
 import { KINDS, type Kind } from "./workloads.js";
@@ -119,14 +119,16 @@ async function reconcileSection(cluster: Cluster, c: Config): Promise<string[]> 
 }
 
 async function memorySection(cluster: Cluster, c: Config): Promise<string[]> {
-  let empty: Memory | undefined;
-  let idle: Memory | undefined;
+  let empty: (Memory & { heapMiB: number }) | undefined;
+  let idle: (Memory & { heapMiB: number }) | undefined;
+  // Live JS heap from the operator's own /metrics (prom-client's default metrics), to tell retained objects from RSS the heap has not returned.
+  const heap = async (o: RunningOperator) => (await o.op.metric("parley_nodejs_heap_size_used_bytes")) / (1024 * 1024);
   const n = c.memoryResources;
   const op = await operatorRound(cluster, "RelayServer", n, c.round, {
-    started: async (o) => void (empty = readMemory(o.pid)),
+    started: async (o) => void (empty = { ...readMemory(o.pid), heapMiB: await heap(o) }),
     converged: async (o) => {
       await sleep(c.idleSeconds * 1000);
-      idle = readMemory(o.pid);
+      idle = { ...readMemory(o.pid), heapMiB: await heap(o) };
     },
   });
   console.log(JSON.stringify({ memory: { empty, idle }, wallMs: op.wallMs }));
@@ -135,10 +137,10 @@ async function memorySection(cluster: Cluster, c: Config): Promise<string[]> {
   return [
     `**Operator memory with ${n} RelayServers** (${n * op.objectsEach} owned objects; the operator caches its custom resources and the owned Deployments, Services, ConfigMaps, Secrets, ServiceAccounts, PDBs, StatefulSets and PVCs).`,
     "",
-    "| operator state | RSS MiB | VmHWM MiB (peak so far) |",
-    "| --- | ---: | ---: |",
-    `| started, watches listed, no resources | ${mib(empty?.rssMiB)} | ${mib(empty?.hwmMiB)} |`,
-    `| ${n} RelayServers converged, then idle ${c.idleSeconds} s | ${mib(idle?.rssMiB)} | ${mib(idle?.hwmMiB)} |`,
+    "| operator state | RSS MiB | VmHWM MiB (peak so far) | JS heap used MiB |",
+    "| --- | ---: | ---: | ---: |",
+    `| started, watches listed, no resources | ${mib(empty?.rssMiB)} | ${mib(empty?.hwmMiB)} | ${mib(empty?.heapMiB)} |`,
+    `| ${n} RelayServers converged, then idle ${c.idleSeconds} s | ${mib(idle?.rssMiB)} | ${mib(idle?.hwmMiB)} | ${mib(idle?.heapMiB)} |`,
     "",
     `Converging ${n} RelayServers applied at once: ${(op.wallMs / 1000).toFixed(1)} s by the operator (apply → Ready p50 ${ms(op.ready.p50)} ms, max ${ms(op.ready.max)} ms; ${op.notes.join("; ")}); baseline, the same objects applied by the benchmark: ${(base.wallMs / 1000).toFixed(1)} s (${base.notes.join("; ")}).`,
   ];
