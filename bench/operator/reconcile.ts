@@ -111,7 +111,14 @@ export async function operatorRound(
     const { starts } = await applyAll(cluster.kube, w, ns, count, opts);
     await waitFor(`${count} ${kind}s Ready`, () => observer.readyAt.size >= count && observer.createdAt.size >= count, opts.timeoutMs ?? defaultTimeout(count), 20);
     const wallMs = Math.max(...observer.readyAt.values()) - t0;
-    const reconciles = await op.reconciles(kind);
+    // The counter moves just after the Ready status is written: read it once it has stopped moving.
+    let reconciles = await op.reconciles(kind);
+    for (let i = 0; i < 20; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      const again = await op.reconciles(kind);
+      if (again.success === reconciles.success && again.error === reconciles.error) break;
+      reconciles = again;
+    }
     const player = observer.playerLatency.percentiles();
     await hooks.converged?.(op);
     return {

@@ -156,6 +156,7 @@ const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length ? s[Math.floor((s.length - 1) / 2)]! : NaN;
 };
+const outcomes = (t: Timed) => Object.entries(t.outcomes).map(([m, n]) => `${n} × "${m}"`).join(", ") || "-";
 const fmt = (n: number) => (Number.isFinite(n) ? n.toFixed(0) : "-");
 
 export function switchoverLines(r: SwitchoverResult, opts: SwitchoverOptions): string[] {
@@ -171,6 +172,6 @@ export function switchoverLines(r: SwitchoverResult, opts: SwitchoverOptions): s
     row("automatic failover (primary's Deployment 0 ready), total", r.failover),
     row(`automatic failover, minus failoverDelay (${opts.failoverDelaySeconds} s)`, r.failover, delayMs),
     "",
-    `Switchover condition after the trials: ${[...Object.entries(r.switchover.outcomes), ...Object.entries(r.failover.outcomes)].map(([m, n]) => `${n} × "${m}"`).join("; ") || "-"}.`,
+    `Switchover condition after each trial (digits as N): switchovers ${outcomes(r.switchover)}; failovers ${outcomes(r.failover)}.`,
   ];
 }
