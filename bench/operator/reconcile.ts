@@ -57,7 +57,7 @@ export async function forEachLimited<T>(items: readonly T[], limit: number, fn: 
 
 const names = (kind: Kind, count: number) => Array.from({ length: count }, (_, i) => `${kind === "RelayServer" ? "relay" : "pool"}-${i}`);
 const freshNamespace = (cluster: Cluster, who: string, kind: Kind, count: number) => cluster.namespace(`bench-${who}-${kind.toLowerCase()}-${count}-${randomBytes(3).toString("hex")}`);
-const defaultTimeout = (count: number) => Math.max(120_000, count * 2000);
+const defaultTimeout = (count: number) => Math.max(120_000, count * 600);
 
 /** How many objects the operator creates per resource of this kind. */
 export function objectsPerResource(w: Workload, opts: WorkloadOptions): number {
@@ -109,7 +109,10 @@ export async function operatorRound(
     await hooks.started?.(op);
     const t0 = nowMs();
     const { starts } = await applyAll(cluster.kube, w, ns, count, opts);
-    await waitFor(`${count} ${kind}s Ready`, () => observer.readyAt.size >= count && observer.createdAt.size >= count, opts.timeoutMs ?? defaultTimeout(count), 20);
+    await waitFor(`${count} ${kind}s Ready`, () => observer.readyAt.size >= count && observer.createdAt.size >= count, opts.timeoutMs ?? defaultTimeout(count), 20).catch((err: Error) => {
+      const warnings = op!.op.proc.output.split("\n").filter((l) => /"level":(40|50|"warn"|"error")/.test(l));
+      throw new Error(`${err.message}: ${observer.createdAt.size} with all objects, ${observer.readyAt.size} Ready; the operator's last warnings:\n${warnings.slice(-5).join("\n")}`);
+    });
     const wallMs = Math.max(...observer.readyAt.values()) - t0;
     // The counter moves just after the Ready status is written: read it once it has stopped moving.
     let reconciles = await op.reconciles(kind);
