@@ -34,7 +34,8 @@ export interface Cluster {
 }
 
 export async function startCluster(): Promise<Cluster> {
-  const cp = await startControlPlane();
+  // A /16 for Services: the test default (/24) holds 254 ClusterIPs, fewer than 500 RelayServers need.
+  const cp = await startControlPlane({ apiserverArgs: ["--service-cluster-ip-range=10.96.0.0/16"] });
   try {
     await cp.kubectl(["apply", "-f", CRDS_DIR]);
     await cp.kubectl(["wait", "--for=condition=Established", "crd/relayservers.parley.dev", "crd/chatpools.parley.dev", "--timeout=60s"]);
@@ -118,6 +119,7 @@ export class Observer {
   private readonly firstSeen = new Map<string, number>();
   private readonly supervisor: WatchSupervisor;
   private playerErrors = 0;
+  private stopped = false;
 
   constructor(private readonly kube: KubeClient, kubeConfig: KubeConfig, private readonly namespace: string, workload: Workload, private readonly objectsPerResource: number) {
     const log = logger("bench-observer");
@@ -144,6 +146,7 @@ export class Observer {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     await this.supervisor.stop();
   }
 
@@ -169,8 +172,13 @@ export class Observer {
       .request("PATCH", path, { status: rolledOutStatus(o) }, "application/merge-patch+json")
       .then(() => this.playerLatency.recordSince(t0))
       .catch(() => {
+        // Throttled or conflicting: try again from a fresh read (no further event may come for it).
         this.playerErrors++;
-        this.patching.delete(key); // the next event for it tries again
+        this.patching.delete(key);
+        setTimeout(() => {
+          if (this.stopped) return;
+          this.kube.get<KubernetesObject>(resourcePath(apiVersion, kind, this.namespace, name)).then((fresh) => fresh && this.play(apiVersion, kind, fresh), () => this.play(apiVersion, kind, obj));
+        }, 200);
       });
   }
 }

@@ -175,6 +175,10 @@ async function main(): Promise<void> {
   const load0 = os.loadavg()[0]!;
   const started = new Date();
   const cluster = await startCluster();
+  // Ctrl-C: stop the control plane and the operator rather than leave them running.
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    process.once(signal, () => void cluster.stop().finally(() => process.exit(130)));
+  }
   const out: string[] = [];
   try {
     const sections: Record<Section, () => Promise<string[]>> = {
