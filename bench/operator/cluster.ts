@@ -33,6 +33,9 @@ export interface Cluster {
   stop(): Promise<void>;
 }
 
+/** Operator processes still running: stop() ends them too (an interrupted run). */
+const operators = new Set<OperatorProcess>();
+
 export async function startCluster(): Promise<Cluster> {
   // A /16 for Services: the test default (/24) holds 254 ClusterIPs, fewer than 500 RelayServers need.
   const cp = await startControlPlane({ apiserverArgs: ["--service-cluster-ip-range=10.96.0.0/16"] });
@@ -52,7 +55,10 @@ export async function startCluster(): Promise<Cluster> {
         await kube.request("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name } });
         return name;
       },
-      stop: () => cp.stop(),
+      async stop() {
+        for (const op of operators) await op.proc.stop("SIGKILL").catch(() => {});
+        await cp.stop();
+      },
     };
   } catch (err) {
     await cp.stop();
@@ -88,6 +94,7 @@ export interface RunningOperator {
 /** `parley operator` reconciling one namespace, no leader election (a single replica: nothing to wait for). */
 export async function runOperator(cluster: Cluster, namespace: string, workers: number): Promise<RunningOperator> {
   const op = await startOperator(cluster.cp, ["--namespace", namespace, "--leader-elect=false", "--workers", String(workers)]);
+  operators.add(op);
   await waitFor("operator ready (watches listed)", async () => (await op.http("/readyz")).status === 200, 30_000, 50);
   return {
     op,
@@ -100,6 +107,7 @@ export async function runOperator(cluster: Cluster, namespace: string, workers: 
     },
     async stop() {
       await op.proc.stop("SIGTERM").catch(() => op.proc.stop("SIGKILL"));
+      operators.delete(op);
     },
   };
 }
