@@ -75,7 +75,7 @@ describe("Helm chart charts/parley", () => {
     assert.deepEqual(c.ports, [{ name: "http", containerPort: 8080, protocol: "TCP" }]);
     assert.deepEqual(c.livenessProbe.httpGet, { path: "/healthz", port: "http" });
     assert.deepEqual(c.readinessProbe.httpGet, { path: "/readyz", port: "http" });
-    assert.deepEqual(c.resources, { requests: { cpu: "50m", memory: "128Mi" }, limits: { memory: "256Mi" } });
+    assert.deepEqual(c.resources, { requests: { cpu: "50m", memory: "256Mi" }, limits: { memory: "1Gi" } });
     assert.equal(find(defaults, "PodDisruptionBudget", "parley-operator").spec.maxUnavailable, 1);
     assert.equal(find(defaults, "Service", "parley-operator").spec.ports[0].port, 8080);
   });
