@@ -99,7 +99,9 @@ export class RelayFailover {
     const [currentObs, otherObs] = await Promise.all([this.observe(current), this.observe(byName[otherName]!)]);
 
     const prevHealthy = prev.conditions?.find((c) => c.type === "PrimaryHealthy");
-    const unhealthySince = prevHealthy?.status === "False" && !currentObs.health.healthy ? new Date(prevHealthy.lastTransitionTime) : undefined;
+    // lastTransitionTime has whole seconds: the transition came within the second after it.
+    // Counting from its end keeps a failover from coming up to a second before failoverDelay.
+    const unhealthySince = prevHealthy?.status === "False" && !currentObs.health.healthy ? new Date(Date.parse(prevHealthy.lastTransitionTime) + 999) : undefined;
     const plan = planFailover({
       members: [name, secondaryName],
       currentPrimary: current.metadata.name,
