@@ -17,6 +17,7 @@
 import type { Logger } from "../../services/common/log.js";
 import { chatPoolSpecWithDefaults } from "../api/defaults.js";
 import { API_VERSION, PAUSE_ANNOTATION, type ChatPool, type ChatPoolStatus, type ComplianceSink } from "../api/types.js";
+import { Rechecks } from "../kube/rechecks.js";
 import { resourcePath, type KubeClient } from "../kube/client.js";
 import {
   buildChannelConfigMap,
@@ -74,23 +75,22 @@ export const chatPoolKey = (cr: Pick<ChatPool, "metadata">) => `ChatPool/${cr.me
 export class ChatPoolController {
   private readonly now: () => Date;
   readonly monitor: ChatLoadMonitor;
-  private readonly rechecks = new Map<string, NodeJS.Timeout>();
+  private readonly rechecks: Rechecks;
 
   constructor(private readonly deps: ChatPoolControllerDeps) {
     this.now = deps.now ?? (() => new Date());
+    this.rechecks = new Rechecks(deps.enqueue);
     this.monitor = deps.monitor ?? new ChatLoadMonitor({ log: deps.log, onChange: deps.enqueue });
   }
 
   /** The pool is gone: stop listening to its load. */
   forget(key: string): void {
     this.monitor.forget(key);
-    clearTimeout(this.rechecks.get(key));
-    this.rechecks.delete(key);
+    this.rechecks.forget(key);
   }
 
   async close(): Promise<void> {
-    for (const t of this.rechecks.values()) clearTimeout(t);
-    this.rechecks.clear();
+    this.rechecks.close();
     await this.monitor.close();
   }
 
@@ -157,8 +157,8 @@ export class ChatPoolController {
     const d = decision!;
     // A plan under way needs another look even if no report changes: a drain
     // soon, a cooldown when it ends. (Unknown load: the monitor calls when it knows.)
-    if (d.replicas !== d.target) this.recheck(key, PLAN_RECHECK_MS);
-    else if (d.reason === "Cooldown") this.recheck(key, this.cooldownLeftMs(cr) + 100);
+    if (d.replicas !== d.target) this.rechecks.after(key, PLAN_RECHECK_MS);
+    else if (d.reason === "Cooldown") this.rechecks.after(key, this.cooldownLeftMs(cr) + 100);
     await this.writeStatus(cr, this.readyStatus(cr, d, channel, lookup, files));
     return "success";
   }
@@ -191,15 +191,6 @@ export class ChatPoolController {
     return Math.max(0, last + durationMs(chatPoolSpecWithDefaults(cr.spec).channel.scaleCooldown) - this.now().getTime());
   }
 
-  private recheck(key: string, afterMs: number): void {
-    if (this.rechecks.has(key)) return;
-    const t = setTimeout(() => {
-      this.rechecks.delete(key);
-      this.deps.enqueue(key);
-    }, afterMs);
-    t.unref();
-    this.rechecks.set(key, t);
-  }
 
   /** Whether a ComplianceSink names this pool (sink-pools.ts: one sink archives a pool's attachments). */
   private async archivedBySink(cr: ChatPool): Promise<boolean> {

@@ -13,6 +13,7 @@
 import type { ComplianceStatus } from "../../generated/parley/v1/compliance.js";
 import type { Logger } from "../../services/common/log.js";
 import { API_VERSION, PAUSE_ANNOTATION, type ChatPool, type ComplianceSink, type ComplianceSinkStatus } from "../api/types.js";
+import { Rechecks } from "../kube/rechecks.js";
 import { resourcePath, type KubeClient } from "../kube/client.js";
 import {
   buildComplianceAdminSecret,
@@ -63,16 +64,16 @@ const iso = (ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z")
 
 export class ComplianceSinkController {
   private readonly now: () => Date;
-  private readonly rechecks = new Map<string, NodeJS.Timeout>();
+  private readonly rechecks: Rechecks;
   private readonly polls = new Map<string, Polled>();
 
   constructor(private readonly deps: ComplianceSinkControllerDeps) {
     this.now = deps.now ?? (() => new Date());
+    this.rechecks = new Rechecks(deps.enqueue);
   }
 
   forget(key: string): void {
-    clearTimeout(this.rechecks.get(key));
-    this.rechecks.delete(key);
+    this.rechecks.forget(key);
     this.polls.delete(key);
   }
 
@@ -92,15 +93,14 @@ export class ComplianceSinkController {
   }
 
   close(): void {
-    for (const t of this.rechecks.values()) clearTimeout(t);
-    this.rechecks.clear();
+    this.rechecks.close();
   }
 
   async reconcile(cr: ComplianceSink): Promise<ReconcileResult> {
     const key = complianceSinkKey(cr);
     const { kube, log } = this.deps;
     if (cr.metadata.deletionTimestamp) {
-      await finalize(cr, { kube, log, now: this.now, recheck: (ms) => this.recheck(key, ms) });
+      await finalize(cr, { kube, log, now: this.now, recheck: (ms) => this.rechecks.after(key, ms) });
       return "success";
     }
     if (cr.metadata.annotations?.[PAUSE_ANNOTATION] === "true") {
@@ -140,7 +140,7 @@ export class ComplianceSinkController {
         throw new Error(`ComplianceSink ${ns}/${cr.metadata.name}: ${message}`, { cause: err });
       }
     }
-    this.recheck(key, STATUS_POLL_MS);
+    this.rechecks.after(key, STATUS_POLL_MS);
     await this.writeStatus(cr, this.readyStatus(cr, deployment, polled!.status, polled!.error));
     return "success";
   }
@@ -163,15 +163,6 @@ export class ComplianceSinkController {
     if (cm.data?.[key] === undefined) throw new Error(`ConfigMap ${ref.name} has no key ${key} (spec.format.xsltConfigMapRef.key)`);
   }
 
-  private recheck(key: string, afterMs: number): void {
-    if (this.rechecks.has(key)) return;
-    const t = setTimeout(() => {
-      this.rechecks.delete(key);
-      this.deps.enqueue(key);
-    }, afterMs);
-    t.unref();
-    this.rechecks.set(key, t);
-  }
 
   private readyStatus(cr: ComplianceSink, d: Rollout | undefined, service: ComplianceStatus | undefined, unreachable: string): ComplianceSinkStatus {
     const rolledOut = (d?.status?.observedGeneration ?? 0) >= (d?.metadata.generation ?? 1) && (d?.status?.readyReplicas ?? 0) >= 1 && (d?.status?.updatedReplicas ?? 0) >= 1;
