@@ -12,7 +12,7 @@
 import { randomBytes } from "node:crypto";
 import { chatPoolSpecWithDefaults } from "../api/defaults.js";
 import type { ChatPool } from "../api/types.js";
-import { COMPONENT_LABEL, INSTANCE_LABEL, ownedMeta, RESTRICTED_CONTAINER_SECURITY, selectorLabels, type KubeObject } from "./meta.js";
+import { COMPONENT_LABEL, INSTANCE_LABEL, ownedMeta, RESTRICTED_CONTAINER_SECURITY, selectorLabels, service, type KubeObject } from "./meta.js";
 import { CONFIG_HASH_ANNOTATION, configHash, RELAY_PUBLIC_KEY, relayNames } from "./relay.js";
 
 export const CHANNEL_COMPONENT = "channel";
@@ -109,44 +109,15 @@ export function buildFilesConfigMap(cr: ChatPool, complianceArchive = false): Ku
 
 /** Headless: each channel pod gets `<pod>.<pool>-channel.<ns>.svc`, the address it advertises. */
 export function buildChannelService(cr: ChatPool): KubeObject {
-  return {
-    apiVersion: "v1",
-    kind: "Service",
-    metadata: meta(cr, chatNames(cr).channel, CHANNEL_COMPONENT),
-    spec: {
-      clusterIP: "None",
-      selector: selectorLabels(cr, CHANNEL_COMPONENT),
-      ports: [
-        { name: "grpc", port: CHANNEL_GRPC_PORT, targetPort: "grpc", protocol: "TCP" },
-        { name: "http", port: CHANNEL_HTTP_PORT, targetPort: "http", protocol: "TCP" },
-      ],
-    },
-  };
+  return service(meta(cr, chatNames(cr).channel, CHANNEL_COMPONENT), selectorLabels(cr, CHANNEL_COMPONENT), { grpc: CHANNEL_GRPC_PORT, http: CHANNEL_HTTP_PORT }, { headless: true });
 }
 
 export function buildLookupService(cr: ChatPool): KubeObject {
-  return {
-    apiVersion: "v1",
-    kind: "Service",
-    metadata: meta(cr, chatNames(cr).lookup, LOOKUP_COMPONENT),
-    spec: {
-      type: "ClusterIP",
-      selector: selectorLabels(cr, LOOKUP_COMPONENT),
-      ports: [
-        { name: "grpc", port: LOOKUP_GRPC_PORT, targetPort: "grpc", protocol: "TCP" },
-        { name: "http", port: LOOKUP_HTTP_PORT, targetPort: "http", protocol: "TCP" },
-      ],
-    },
-  };
+  return service(meta(cr, chatNames(cr).lookup, LOOKUP_COMPONENT), selectorLabels(cr, LOOKUP_COMPONENT), { grpc: LOOKUP_GRPC_PORT, http: LOOKUP_HTTP_PORT });
 }
 
 export function buildFilesService(cr: ChatPool): KubeObject {
-  return {
-    apiVersion: "v1",
-    kind: "Service",
-    metadata: meta(cr, chatNames(cr).files, FILES_COMPONENT),
-    spec: { type: "ClusterIP", selector: selectorLabels(cr, FILES_COMPONENT), ports: [{ name: "http", port: FILES_HTTP_PORT, targetPort: "http", protocol: "TCP" }] },
-  };
+  return service(meta(cr, chatNames(cr).files, FILES_COMPONENT), selectorLabels(cr, FILES_COMPONENT), { http: FILES_HTTP_PORT });
 }
 
 /** Undefined with `existingClaim`: the user's claim is theirs (and outlives the pool). */

@@ -15,7 +15,7 @@ import { complianceSinkSpecWithDefaults } from "../api/defaults.js";
 import type { ComplianceSink } from "../api/types.js";
 import { COMPLIANCE_STREAM } from "../../services/common/compliance.js";
 import { COMPLIANCE_ARCHIVE_SUBDIR } from "./chat.js";
-import { ownedMeta, RESTRICTED_CONTAINER_SECURITY, selectorLabels, type KubeObject } from "./meta.js";
+import { ownedMeta, RESTRICTED_CONTAINER_SECURITY, selectorLabels, service, type KubeObject } from "./meta.js";
 import { CONFIG_HASH_ANNOTATION, configHash } from "./relay.js";
 
 export const COMPLIANCE_COMPONENT = "compliance";
@@ -119,19 +119,7 @@ export function buildComplianceOutputClaim(cr: ComplianceSink): KubeObject | und
 }
 
 export function buildComplianceService(cr: ComplianceSink): KubeObject {
-  return {
-    apiVersion: "v1",
-    kind: "Service",
-    metadata: meta(cr, complianceNames(cr).deployment),
-    spec: {
-      type: "ClusterIP",
-      selector: selectorLabels(cr, COMPLIANCE_COMPONENT),
-      ports: [
-        { name: "grpc", port: COMPLIANCE_GRPC_PORT, targetPort: "grpc", protocol: "TCP" },
-        { name: "http", port: COMPLIANCE_HTTP_PORT, targetPort: "http", protocol: "TCP" },
-      ],
-    },
-  };
+  return service(meta(cr, complianceNames(cr).deployment), selectorLabels(cr, COMPLIANCE_COMPONENT), { grpc: COMPLIANCE_GRPC_PORT, http: COMPLIANCE_HTTP_PORT });
 }
 
 /**

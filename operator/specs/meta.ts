@@ -61,6 +61,23 @@ export function ownedMeta(owner: Owner, name: string, component: string, annotat
   return meta;
 }
 
+/**
+ * A Service whose ports target the pods' container ports of the same names
+ * (TCP). Headless for the channel StatefulSet (stable per-pod addresses).
+ */
+export function service(metadata: KubeObject["metadata"], selector: Record<string, string>, ports: Record<string, number>, opts: { headless?: boolean } = {}): KubeObject {
+  return {
+    apiVersion: "v1",
+    kind: "Service",
+    metadata,
+    spec: {
+      ...(opts.headless ? { clusterIP: "None" } : { type: "ClusterIP" }),
+      selector,
+      ports: Object.entries(ports).map(([name, port]) => ({ name, port, targetPort: name, protocol: "TCP" })),
+    },
+  };
+}
+
 /** The restricted Pod Security Standard, for every container the operator runs. */
 export const RESTRICTED_CONTAINER_SECURITY = {
   allowPrivilegeEscalation: false,

@@ -10,7 +10,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { generateKeyPair, type KeyPair } from "../../services/common/crypto.js";
 import { relaySpecWithDefaults } from "../api/defaults.js";
 import type { RelayServer } from "../api/types.js";
-import { ownedMeta, RESTRICTED_CONTAINER_SECURITY, selectorLabels, type KubeObject } from "./meta.js";
+import { ownedMeta, RESTRICTED_CONTAINER_SECURITY, selectorLabels, service, type KubeObject } from "./meta.js";
 
 export const RELAY_COMPONENT = "relay";
 export const RELAY_GRPC_PORT = 50051;
@@ -109,36 +109,12 @@ export function buildRelayAdminSecret(
  */
 export function buildRelayService(cr: RelayServer, primary: string = cr.metadata.name): KubeObject {
   const selected = { ...cr, metadata: { ...cr.metadata, name: primary } };
-  return {
-    apiVersion: "v1",
-    kind: "Service",
-    metadata: meta(cr, relayNames(cr).service),
-    spec: {
-      type: "ClusterIP",
-      selector: selectorLabels(selected, RELAY_COMPONENT),
-      ports: [
-        { name: "grpc", port: RELAY_GRPC_PORT, targetPort: "grpc", protocol: "TCP" },
-        { name: "http", port: RELAY_HTTP_PORT, targetPort: "http", protocol: "TCP" },
-      ],
-    },
-  };
+  return service(meta(cr, relayNames(cr).service), selectorLabels(selected, RELAY_COMPONENT), { grpc: RELAY_GRPC_PORT, http: RELAY_HTTP_PORT });
 }
 
 /** Paired relays: this RelayServer's own pods, for the operator's admin calls and the peer's rebuilds. */
 export function buildRelayReplicaService(cr: RelayServer): KubeObject {
-  return {
-    apiVersion: "v1",
-    kind: "Service",
-    metadata: meta(cr, relayNames(cr).replicaService),
-    spec: {
-      type: "ClusterIP",
-      selector: selectorLabels(cr, RELAY_COMPONENT),
-      ports: [
-        { name: "grpc", port: RELAY_GRPC_PORT, targetPort: "grpc", protocol: "TCP" },
-        { name: "http", port: RELAY_HTTP_PORT, targetPort: "http", protocol: "TCP" },
-      ],
-    },
-  };
+  return service(meta(cr, relayNames(cr).replicaService), selectorLabels(cr, RELAY_COMPONENT), { grpc: RELAY_GRPC_PORT, http: RELAY_HTTP_PORT });
 }
 
 /** maxUnavailable 1: a drain never takes all instances at once, and a single instance can still be evicted. */
