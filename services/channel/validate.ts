@@ -1,11 +1,11 @@
 /** Checks on client input; each failure names the field and the rule. */
 import { InvalidArgumentError } from "../common/errors.js";
+import { FILE_ID, ROOM_ID } from "../common/file-tokens.js";
 import { RoomType, type Attachment, type ChannelLimits } from "./types.js";
 
-const ROOM_ID = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 const USER_ID = /^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$/;
 const CLIENT_ID = /^[\x21-\x7e]{1,128}$/;
-export const FILE_ID = /^[A-Za-z0-9_-]{16,64}$/;
+export { FILE_ID };
 
 export function roomId(field: string, v: string): string {
   if (!ROOM_ID.test(v)) throw new InvalidArgumentError(`${field} '${v.slice(0, 80)}' is not a valid room id (1–63 of a-z 0-9 _ -, starting with a letter or digit)`);

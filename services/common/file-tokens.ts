@@ -13,6 +13,10 @@ import { createHmac, timingSafeEqual } from "node:crypto";
 import type { Clock } from "./clock.js";
 import { PermissionDeniedError, UnauthenticatedError } from "./errors.js";
 
+/** Room and file ids as every service accepts them (room ids are also NATS subject tokens). */
+export const ROOM_ID = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+export const FILE_ID = /^[A-Za-z0-9_-]{16,64}$/;
+
 /** Files to remove from shared storage (message deleted): a JetStream work queue the file service consumes. */
 export const FILES_STREAM = "PARLEY_FILES";
 export const FILES_DELETE_SUBJECT = "parley.files.delete";

@@ -12,6 +12,7 @@
 import { rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Clock } from "../common/clock.js";
+import { FILE_ID, ROOM_ID } from "../common/file-tokens.js";
 import type { Logger } from "../common/log.js";
 import { buildConversation, type Conversation } from "./conversation.js";
 import { emlMessage, type EmlAttachment, type EmlOptions } from "./eml.js";
@@ -186,7 +187,7 @@ export class Exporter {
   }
 
   private archivedPath(roomId: string, fileId: string): string | undefined {
-    if (!this.options.archiveDir || !/^[A-Za-z0-9_-]{1,64}$/.test(fileId) || !/^[a-z0-9][a-z0-9_-]{0,62}$/.test(roomId)) return undefined;
+    if (!this.options.archiveDir || !FILE_ID.test(fileId) || !ROOM_ID.test(roomId)) return undefined;
     return join(this.options.archiveDir, roomId, fileId);
   }
 }

@@ -36,6 +36,7 @@ export interface Manifest {
 export const manifestName = (batch: string) => `${batch}.manifest.json`;
 export const pickupMarker = (batch: string) => `${batch}.picked-up`;
 const BATCH_ID = /^\d{8}T\d{9}Z-[0-9a-f]{8}$/;
+export const isBatchId = (s: string) => BATCH_ID.test(s);
 
 /** 20261122T081500123Z-1a2b3c4d */
 export function newBatchId(nowMs: number): string {
@@ -117,13 +118,16 @@ export class OutputDir {
     return stat(join(this.dir, pickupMarker(batch))).then(() => true, () => false);
   }
 
-  /** Removes a batch's files, its marker, and its manifest last. Returns how many files went. */
-  async removeBatch(batch: string): Promise<number> {
+  /**
+   * Removes a batch's files, its marker, and its manifest last. Returns how
+   * many files went; undefined when the batch is not here (no manifest).
+   */
+  async removeBatch(batch: string): Promise<number | undefined> {
     if (!BATCH_ID.test(batch)) throw new Error(`'${batch}' is not a batch id`);
     let removed = 0;
     const manifest = join(this.dir, manifestName(batch));
     const listed = await readFile(manifest, "utf8").then((t) => (JSON.parse(t) as Manifest).files.map((f) => f.name), () => null);
-    if (listed === null) return 0;
+    if (listed === null) return undefined;
     const names = new Set(listed);
     for (const n of await readdir(this.dir)) if (n.startsWith(`${batch}_`)) names.add(n);
     for (const n of names) {

@@ -7,7 +7,6 @@
  *   await c.start();
  *   const grpc = await startGrpcServer({ port: 0, services: c.services });
  */
-import { readFile } from "node:fs/promises";
 import { ComplianceAdminService, type AcknowledgePickupRequest, type AcknowledgePickupResponse, type ComplianceStatus, type ExportResult as ExportResultMessage } from "../../generated/parley/v1/compliance.js";
 import type { Bus } from "../common/bus/types.js";
 import type { Clock } from "../common/clock.js";
@@ -23,7 +22,7 @@ import type { EmlOptions } from "./eml.js";
 import { Exporter } from "./exporter.js";
 import { complianceMetrics, type ComplianceMetrics } from "./metrics.js";
 import { complianceMigrations } from "./migrations.js";
-import { manifestName, newBatchId, OutputDir } from "./output.js";
+import { isBatchId, newBatchId, OutputDir } from "./output.js";
 import { StagingStore } from "./store.js";
 import { conversationXml } from "./xml.js";
 import { XsltTransform } from "./xslt.js";
@@ -163,10 +162,10 @@ export class ComplianceService {
 
   /** The compliance system took a batch: remove it now. */
   async acknowledgePickup(batchId: string): Promise<number> {
-    if (!/^\d{8}T\d{9}Z-[0-9a-f]{8}$/.test(batchId)) throw new InvalidArgumentError(`batch_id '${batchId}' is not a batch id (like 20261122T081500123Z-1a2b3c4d)`);
-    const exists = await readFile(`${this.output.dir}/${manifestName(batchId)}`).then(() => true, () => false);
-    if (!exists) throw new NotFoundError(`batch '${batchId}' is not in the output directory (already removed, or never written)`);
-    return this.output.removeBatch(batchId);
+    if (!isBatchId(batchId)) throw new InvalidArgumentError(`batch_id '${batchId}' is not a batch id (like 20261122T081500123Z-1a2b3c4d)`);
+    const removed = await this.output.removeBatch(batchId);
+    if (removed === undefined) throw new NotFoundError(`batch '${batchId}' is not in the output directory (already removed, or never written)`);
+    return removed;
   }
 
   private adminHandlers() {

@@ -16,9 +16,8 @@ import { join, resolve, sep } from "node:path";
 import { Transform, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { AlreadyExistsError, InvalidArgumentError, NotFoundError, ResourceExhaustedError } from "../common/errors.js";
+import { FILE_ID, ROOM_ID } from "../common/file-tokens.js";
 
-const ROOM_ID = /^[a-z0-9][a-z0-9_-]{0,62}$/;
-const FILE_ID = /^[A-Za-z0-9_-]{16,64}$/;
 
 export interface StoredFile {
   roomId: string;
