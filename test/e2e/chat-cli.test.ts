@@ -81,6 +81,8 @@ describe("chat from the command line", () => {
     });
     const screen = () => tmux("capture-pane", "-p", "-t", session);
     await waitFor("history on screen", () => screen().includes("earlier message"), 15_000, 50);
+    // Subscribed: the room's online list comes once, on subscribing; bob must arrive after it to be an arrival.
+    await waitFor("the online list on screen", () => screen().includes("* online:"), 15_000, 50);
 
     const events: ServerEvent[] = [];
     const live = bob.chat.live({ onEvent: (e) => void events.push(e) });
