@@ -13,7 +13,8 @@ import { Statements, signBytes, type KeyPair } from "../services/common/crypto.j
 import { injectContext } from "../services/common/tracing.js";
 import * as pb from "../generated/parley/v1/relay.js";
 import { ParleyClientError, fromServiceError, isRetryable } from "./errors.js";
-import { RelayVerificationError, checkRelaySignature, receiptStatement } from "./verify.js";
+import { RelayVerificationError, checkRelaySignature } from "./verify.js";
+import { batchReceiptStatement, receiptStatement } from "../services/common/receipts.js";
 import { delay } from "./delay.js";
 
 export interface DeviceCredentials {
@@ -166,7 +167,12 @@ export class RelayClient {
   async sendBatch(messages: OutgoingMessage[]): Promise<pb.SendReceipt[]> {
     const req = { messages: messages.map(toSendRequest) };
     const res = await this.unary<pb.SendBatchResponse>((c, md, o, cb) => c.sendBatch(req, md, o, cb));
-    for (const r of res.receipts) await this.checkReceipt(r);
+    const relay = await this.relayKey();
+    const what = `receipts for ${res.receipts.length} messages`;
+    if (res.receipts.length !== messages.length || res.receipts.some((r, i) => r.messageId !== req.messages[i]!.messageId)) {
+      throw new RelayVerificationError(`${what}: they do not match the ${messages.length} messages sent, in order`);
+    }
+    checkRelaySignature(relay.key, relay.id, batchReceiptStatement(this.requireDevice().deviceId, res.receipts), res.relaySignature, what);
     return res.receipts;
   }
 
@@ -220,7 +226,7 @@ export class RelayClient {
     onIdle: () => Promise<void>,
   ): Promise<boolean> {
     const md = await this.metadata(true);
-    const call = this.clients[this.current]!.fetch({ follow: opts.follow ?? false, deviceAfterSeq: pos.device, identityAfterSeq: pos.identity }, md);
+    const call = this.clients[this.current]!.fetch({ follow: opts.follow ?? false, deviceAfterSeq: pos.device, identityAfterSeq: pos.identity, batched: true }, md);
     const abort = () => call.cancel();
     opts.signal?.addEventListener("abort", abort);
     try {
@@ -231,6 +237,8 @@ export class RelayClient {
           opts.onBacklogComplete?.();
         } else if (e?.$case === "message") {
           await onMessage(toInboxMessage(e.value));
+        } else if (e?.$case === "messages") {
+          for (const m of e.value.messages) await onMessage(toInboxMessage(m));
         }
       }
       return true;

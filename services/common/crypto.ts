@@ -94,4 +94,7 @@ export const Statements = {
     statement("parley.v1.relay-registration", kind, id, publicKey),
   relayReceipt: (senderDeviceId: string, messageId: string, acceptedAtMs: number, queued: string) =>
     statement("parley.v1.relay-receipt", senderDeviceId, messageId, String(acceptedAtMs), queued),
+  /** Every receipt of one SendBatch answer (services/common/receipts.ts). */
+  relayBatchReceipt: (senderDeviceId: string, count: number, receiptsDigest: Uint8Array) =>
+    statement("parley.v1.relay-batch-receipt", senderDeviceId, String(count), receiptsDigest),
 };

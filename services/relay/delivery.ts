@@ -11,13 +11,17 @@ import type { Clock } from "../common/clock.js";
 import { extractContext, tracer } from "../common/tracing.js";
 import { FailedPreconditionError, UnavailableError } from "../common/errors.js";
 import { QueueKind } from "../../generated/parley/v1/common.js";
-import type { FetchEvent, FetchRequest } from "../../generated/parley/v1/relay.js";
+import type { FetchEvent, FetchRequest, QueuedMessage } from "../../generated/parley/v1/relay.js";
 import type { RelayMetrics } from "./metrics.js";
 import type { RelayStore } from "./store.js";
 import { suspendedSubject, wakeSubject } from "./subjects.js";
 import type { QueueRef, StoredEntry } from "./types.js";
 
 const PAGE = 256;
+// A batched event (FetchRequest.batched) holds what one read returned, up to
+// this many payload bytes (and at least one message): one stream write and
+// one HTTP/2 frame for many small messages, bounded for large ones.
+const BATCH_EVENT_BYTES = 256 * 1024;
 
 interface Cursor {
   queue: QueueRef;
@@ -41,6 +45,7 @@ export class FetchSession {
   private readonly done: Promise<void>;
   private finish!: () => void;
   private stopReconnect: (() => void) | undefined;
+  private batched = false;
 
   constructor(
     private readonly deps: FetchDeps,
@@ -60,6 +65,7 @@ export class FetchSession {
   /** Streams until the backlog is sent (follow=false) or the stream ends. */
   async run(req: FetchRequest): Promise<void> {
     const [device, identity] = this.cursors as [Cursor, Cursor];
+    this.batched = req.batched;
     // Subscribe before the first read: a commit landing between the read and
     // the subscription would otherwise wait for the next wake-up.
     if (req.follow) {
@@ -146,12 +152,17 @@ export class FetchSession {
       if (!c || this.ended !== undefined) return;
       c.dirty = false;
       const entries = await this.deps.store.readEntries(c.queue, c.after, PAGE);
-      for (const e of entries) {
+      for (const group of this.batched ? eventGroups(entries) : entries.map((e) => [e])) {
         if (this.ended !== undefined) return;
-        await this.write(toEvent(e));
-        c.after = e.seq;
-        this.deps.metrics.delivered.inc({ relay: this.deps.relayId, kind: e.kind });
-        this.deps.metrics.deliveryLatency.observe({ relay: this.deps.relayId }, Math.max(0, this.deps.clock.now() - e.enqueuedAtMs) / 1000);
+        await this.write(
+          this.batched
+            ? { event: { $case: "messages", value: { messages: group.map(toMessage) } } }
+            : { event: { $case: "message", value: toMessage(group[0]!) } },
+        );
+        c.after = group[group.length - 1]!.seq;
+        const now = this.deps.clock.now();
+        this.deps.metrics.delivered.inc({ relay: this.deps.relayId, kind: c.queue.kind }, group.length);
+        for (const e of group) this.deps.metrics.deliveryLatency.observe({ relay: this.deps.relayId }, Math.max(0, now - e.enqueuedAtMs) / 1000);
       }
       if (entries.length === PAGE) c.dirty = true;
     }
@@ -164,20 +175,30 @@ export class FetchSession {
   }
 }
 
-function toEvent(e: StoredEntry): FetchEvent {
+/** Consecutive runs of entries of at most BATCH_EVENT_BYTES of payload (at least one entry each). */
+export function eventGroups(entries: StoredEntry[]): StoredEntry[][] {
+  const groups: StoredEntry[][] = [];
+  let bytes = Infinity;
+  for (const e of entries) {
+    if (bytes + e.payload.length > BATCH_EVENT_BYTES) {
+      groups.push([]);
+      bytes = 0;
+    }
+    groups[groups.length - 1]!.push(e);
+    bytes += e.payload.length;
+  }
+  return groups;
+}
+
+function toMessage(e: StoredEntry): QueuedMessage {
   return {
-    event: {
-      $case: "message",
-      value: {
-        queue: e.kind === "device" ? QueueKind.QUEUE_KIND_DEVICE : QueueKind.QUEUE_KIND_IDENTITY,
-        seq: e.seq,
-        messageId: e.messageId,
-        senderDeviceId: e.senderDevice,
-        senderIdentityId: e.senderIdentity,
-        payload: e.payload,
-        contentType: e.contentType,
-        enqueuedAtMs: e.enqueuedAtMs,
-      },
-    },
+    queue: e.kind === "device" ? QueueKind.QUEUE_KIND_DEVICE : QueueKind.QUEUE_KIND_IDENTITY,
+    seq: e.seq,
+    messageId: e.messageId,
+    senderDeviceId: e.senderDevice,
+    senderIdentityId: e.senderIdentity,
+    payload: e.payload,
+    contentType: e.contentType,
+    enqueuedAtMs: e.enqueuedAtMs,
   };
 }

@@ -8,6 +8,7 @@ import type { ServerWritableStream } from "@grpc/grpc-js";
 import type { Bus } from "../common/bus/types.js";
 import type { Clock } from "../common/clock.js";
 import { signBytes, Statements, verifyBytes } from "../common/crypto.js";
+import { batchReceiptStatement, receiptStatement } from "../common/receipts.js";
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError, UnauthenticatedError } from "../common/errors.js";
 import type { CallContext } from "../common/grpc.js";
 import type { TokenIssuer } from "../common/tokens.js";
@@ -53,23 +54,20 @@ function relaySignature(core: RelayCore, body: Uint8Array): RelaySignature {
   return { body, signature: signBytes(core.key.privateKeyPem, body), relayId: core.relayId };
 }
 
-function canonicalQueued(queued: SendOutcome["queued"]): string {
-  return queued.map((q) => `${q.queue.kind}:${q.queue.id}:${q.seq}`).join(",");
-}
-
-function toReceipt(core: RelayCore, sender: Sender, o: SendOutcome): pb.SendReceipt {
+function toReceipt(o: SendOutcome): pb.SendReceipt {
   return {
     messageId: o.messageId,
     duplicate: o.duplicate,
     acceptedAtMs: o.acceptedAtMs,
     queued: o.queued.map((q) => ({ queue: address(q.queue), seq: q.seq })),
-    relaySignature: relaySignature(core, Statements.relayReceipt(sender.deviceId, o.messageId, o.acceptedAtMs, canonicalQueued(o.queued))),
+    relaySignature: undefined,
   };
 }
 
 const address = (q: QueueRef) => ({ target: q.kind === "device" ? { $case: "deviceId" as const, value: q.id } : { $case: "identityId" as const, value: q.id } });
 
-async function send(core: RelayCore, ctx: CallContext, messages: OutgoingMessage[]): Promise<pb.SendReceipt[]> {
+/** Queues the messages; returns their receipts, unsigned, and the sender's device id. */
+async function send(core: RelayCore, ctx: CallContext, messages: OutgoingMessage[]): Promise<{ receipts: pb.SendReceipt[]; senderDeviceId: string }> {
   const s = session(ctx);
   const sender = { deviceId: s.sub, identityId: s.idn };
   const started = performance.now();
@@ -90,7 +88,7 @@ async function send(core: RelayCore, ctx: CallContext, messages: OutgoingMessage
       woken.add(subject);
     }
   }
-  return outcomes.map((o) => toReceipt(core, sender, o));
+  return { receipts: outcomes.map(toReceipt), senderDeviceId: sender.deviceId };
 }
 
 /** Handlers for parley.v1.Relay. */
@@ -181,13 +179,15 @@ export function relayHandlers(core: RelayCore) {
 
     send: async (req: pb.SendRequest, ctx: CallContext): Promise<pb.SendReceipt> => {
       session(ctx);
-      const [receipt] = await send(core, ctx, [toOutgoing(req, core.limits)]);
-      return receipt!;
+      const { receipts, senderDeviceId } = await send(core, ctx, [toOutgoing(req, core.limits)]);
+      const receipt = receipts[0]!;
+      return { ...receipt, relaySignature: relaySignature(core, receiptStatement(senderDeviceId, receipt)) };
     },
 
     sendBatch: async (req: pb.SendBatchRequest, ctx: CallContext): Promise<pb.SendBatchResponse> => {
       session(ctx);
-      return { receipts: await send(core, ctx, toOutgoingBatch(req.messages, core.limits)) };
+      const { receipts, senderDeviceId } = await send(core, ctx, toOutgoingBatch(req.messages, core.limits));
+      return { receipts, relaySignature: relaySignature(core, batchReceiptStatement(senderDeviceId, receipts)) };
     },
 
     fetch: async (req: pb.FetchRequest, ctx: CallContext, stream: ServerWritableStream<pb.FetchRequest, pb.FetchEvent>): Promise<void> => {

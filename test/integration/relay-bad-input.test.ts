@@ -156,7 +156,7 @@ describe("relay bad input", () => {
     // Alice's token fetches Alice's queue, whatever she asks: Bob's message is not there.
     const events: pb.FetchEvent[] = [];
     await new Promise<void>((resolve, reject) => {
-      const s = raw.fetch({ follow: false, deviceAfterSeq: 0, identityAfterSeq: 0 }, md());
+      const s = raw.fetch({ follow: false, deviceAfterSeq: 0, identityAfterSeq: 0, batched: false }, md());
       s.on("data", (e: pb.FetchEvent) => events.push(e));
       s.on("end", resolve);
       s.on("error", reject);

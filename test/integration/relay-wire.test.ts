@@ -1,0 +1,79 @@
+/** The relay's batch forms on the wire, seen by a raw gRPC client: one signature per SendBatch answer, grouped Fetch events. */
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import * as grpc from "@grpc/grpc-js";
+import * as pb from "../../generated/parley/v1/relay.js";
+import { verifyBytes } from "../../services/common/crypto.js";
+import { batchReceiptStatement, receiptStatement } from "../../services/common/receipts.js";
+import { Harness, newRelayKey, unique, type RelayInstance } from "../support/harness.js";
+
+describe("relay batch forms on the wire", () => {
+  const h = new Harness();
+  const key = newRelayKey();
+  let relay: RelayInstance;
+  let raw: pb.RelayClient;
+  let alice: Awaited<ReturnType<Harness["identityWithDevice"]>>;
+  let bob: Awaited<ReturnType<Harness["identityWithDevice"]>>;
+  const tokens = new Map<string, string>();
+
+  before(async () => {
+    relay = await h.relay({ databaseUrl: await h.database("relaywire"), bus: await h.nats(), key });
+    raw = new pb.RelayClient(relay.address, grpc.credentials.createInsecure());
+    h.defer(() => raw.close());
+    alice = await h.identityWithDevice([relay.address], unique("alice"), unique("a-dev"));
+    bob = await h.identityWithDevice([relay.address], unique("bob"), unique("b-dev"));
+    for (const d of [alice, bob]) tokens.set(d.deviceId, (await h.client([relay.address], d).authenticate()).token);
+  });
+  after(() => h.cleanup());
+
+  const md = (deviceId: string) => {
+    const m = new grpc.Metadata();
+    m.set("authorization", `Bearer ${tokens.get(deviceId)}`);
+    return m;
+  };
+  const toBob = (text: string): pb.SendRequest => ({
+    messageId: unique("m"),
+    recipients: [{ target: { $case: "deviceId", value: bob.deviceId } }],
+    payload: Buffer.from(text),
+    contentType: "text/plain",
+  });
+  const sendBatch = (messages: pb.SendRequest[]) =>
+    new Promise<pb.SendBatchResponse>((res, rej) => raw.sendBatch({ messages }, md(alice.deviceId), (e, r) => (e ? rej(e) : res(r))));
+  const fetchAll = (batched: boolean) =>
+    new Promise<pb.FetchEvent[]>((resolve, reject) => {
+      const events: pb.FetchEvent[] = [];
+      const s = raw.fetch({ follow: false, deviceAfterSeq: 0, identityAfterSeq: 0, batched }, md(bob.deviceId));
+      s.on("data", (e: pb.FetchEvent) => events.push(e));
+      s.on("end", () => resolve(events));
+      s.on("error", reject);
+    });
+
+  it("signs a SendBatch answer once, over every receipt in order; a Send answer carries its own signature", async () => {
+    const messages = ["one", "two", "three"].map(toBob);
+    const res = await sendBatch(messages);
+    assert.deepEqual(res.receipts.map((r) => r.messageId), messages.map((m) => m.messageId));
+    assert.ok(res.receipts.every((r) => r.relaySignature === undefined), "receipts inside a batch are not signed one by one");
+    const sig = res.relaySignature!;
+    const expected = batchReceiptStatement(alice.deviceId, res.receipts);
+    assert.deepEqual(Buffer.from(sig.body), Buffer.from(expected));
+    assert.ok(verifyBytes(key.publicKey, expected, sig.signature), "the relay's key verifies the batch signature");
+    assert.ok(!verifyBytes(key.publicKey, batchReceiptStatement(alice.deviceId, res.receipts.slice(0, 2)), sig.signature));
+    assert.ok(!verifyBytes(newRelayKey().publicKey, expected, sig.signature), "another relay's key does not");
+
+    const single = await new Promise<pb.SendReceipt>((res, rej) => raw.send(toBob("four"), md(alice.deviceId), (e, r) => (e ? rej(e) : res(r))));
+    assert.ok(verifyBytes(key.publicKey, receiptStatement(alice.deviceId, single), single.relaySignature!.signature));
+  });
+
+  it("sends what one read finds as one event to a client that asks for batches, and one event per message otherwise", async () => {
+    const singles = await fetchAll(false);
+    const batched = await fetchAll(true);
+    const texts = ["one", "two", "three", "four"];
+    assert.deepEqual(singles.map((e) => e.event?.$case), [...texts.map(() => "message"), "backlogComplete"]);
+    assert.deepEqual(batched.map((e) => e.event?.$case), ["messages", "backlogComplete"]);
+    const inSingles = singles.flatMap((e) => (e.event?.$case === "message" ? [e.event.value] : []));
+    const inBatch = batched[0]!.event?.$case === "messages" ? batched[0]!.event.value.messages : [];
+    assert.deepEqual(inBatch.map((m) => Buffer.from(m.payload).toString()), texts);
+    assert.deepEqual(inBatch, inSingles, "the same messages, sequences and senders either way");
+    assert.deepEqual(inBatch.map((m) => m.seq), [1, 2, 3, 4]);
+  });
+});
