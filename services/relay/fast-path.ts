@@ -76,15 +76,17 @@ export async function enqueueAtOnce(pool: Pool, requests: SendRequest[], limits:
   const bumps = [...perQueue.values()].sort((a, b) => (queueKey(a.queue) < queueKey(b.queue) ? -1 : 1));
   let rows: Array<{ kind: number; id: string; last_seq: number }>;
   try {
-    ({ rows } = await pool.query<{ kind: number; id: string; last_seq: number }>(
-      "SELECT * FROM relay_enqueue($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
-      [
+    ({ rows } = await pool.query<{ kind: number; id: string; last_seq: number }>({
+      // Named: each connection parses and plans it once.
+      name: "relay_enqueue",
+      text: "SELECT * FROM relay_enqueue($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+      values: [
         m.sd, m.si, m.mid, m.ct, m.off, m.size, Buffer.concat(payloads, offset), // a Buffer travels in binary
         e.msg, e.kind, e.queue, e.rord, e.ord,
         bumps.map((b) => KIND_CODE[b.queue.kind]), bumps.map((b) => b.queue.id), bumps.map((b) => b.count), bumps.map((b) => b.bytes),
         nowMs, limits.maxQueueMessages, limits.maxQueueBytes,
       ],
-    ));
+    }));
   } catch (err) {
     if (NOT_COMMON.has((err as { code?: string }).code ?? "")) return undefined;
     throw err;
@@ -116,7 +118,11 @@ export async function enqueueAtOnce(pool: Pool, requests: SendRequest[], limits:
  */
 export async function ackAtOnce(pool: Pool, deviceId: string, identityId: string, deviceSeq: number, identitySeq: number): Promise<number | undefined> {
   try {
-    const { rows } = await pool.query<{ deleted: number }>("SELECT relay_ack($1, $2, $3, $4) AS deleted", [deviceId, identityId, deviceSeq, identitySeq]);
+    const { rows } = await pool.query<{ deleted: number }>({
+      name: "relay_ack",
+      text: "SELECT relay_ack($1, $2, $3, $4) AS deleted",
+      values: [deviceId, identityId, deviceSeq, identitySeq],
+    });
     return rows[0]!.deleted;
   } catch (err) {
     const code = (err as { code?: string }).code;

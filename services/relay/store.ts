@@ -384,11 +384,13 @@ export class RelayStore {
   async readEntries(queue: QueueRef, afterSeq: number, limit: number): Promise<StoredEntry[]> {
     const { rows } = await this.pool.query<{
       seq: number; message_id: string; sender_device: string; sender_identity: string; content_type: string; payload: Buffer; enqueued_at_ms: number;
-    }>(
-      `SELECT seq, message_id, sender_device, sender_identity, content_type, payload, enqueued_at_ms
-         FROM entries WHERE kind = $1 AND queue_id = $2 AND seq > $3 ORDER BY seq LIMIT $4`,
-      [KIND_CODE[queue.kind], queue.id, afterSeq, limit],
-    );
+    }>({
+      // Named: every wake-up of every stream runs it; parsed and planned once per connection.
+      name: "relay_read_entries",
+      text: `SELECT seq, message_id, sender_device, sender_identity, content_type, payload, enqueued_at_ms
+               FROM entries WHERE kind = $1 AND queue_id = $2 AND seq > $3 ORDER BY seq LIMIT $4`,
+      values: [KIND_CODE[queue.kind], queue.id, afterSeq, limit],
+    });
     return rows.map((r) => ({
       kind: queue.kind,
       queueId: queue.id,
