@@ -66,16 +66,27 @@ export function verifyBytes(publicKey: Uint8Array, data: Uint8Array, signature: 
   }
 }
 
-/** Length-prefixed concatenation, so ("ab","c") and ("a","bc") differ. */
+/**
+ * Length-prefixed concatenation, so ("ab","c") and ("a","bc") differ. Written
+ * into one buffer: receipts build one statement per message.
+ */
 export function statement(tag: string, ...parts: Array<string | Uint8Array>): Uint8Array {
-  const chunks: Buffer[] = [];
+  let size = 4 + Buffer.byteLength(tag);
+  for (const part of parts) size += 4 + (typeof part === "string" ? Buffer.byteLength(part) : part.length);
+  const out = Buffer.alloc(size);
+  let at = 0;
   for (const part of [tag, ...parts]) {
-    const bytes = typeof part === "string" ? Buffer.from(part, "utf8") : Buffer.from(part);
-    const len = Buffer.alloc(4);
-    len.writeUInt32BE(bytes.length);
-    chunks.push(len, bytes);
+    if (typeof part === "string") {
+      const n = out.write(part, at + 4, "utf8");
+      out.writeUInt32BE(n, at);
+      at += 4 + n;
+    } else {
+      out.writeUInt32BE(part.length, at);
+      out.set(part, at + 4);
+      at += 4 + part.length;
+    }
   }
-  return new Uint8Array(Buffer.concat(chunks));
+  return new Uint8Array(out.buffer, out.byteOffset, out.length);
 }
 
 /** What each party signs. Clients and servers build them with these only. */

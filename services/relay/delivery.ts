@@ -1,7 +1,10 @@
 /**
  * One open Fetch stream: the backlog in order, a BacklogComplete marker, then
  * live entries. It never polls: a wake-up published on the bus after each
- * commit makes it read what is new from Postgres. Wake-ups for one queue are
+ * commit brings the entries it committed (wake-ups.ts), and they go out
+ * straight from it when they follow on from what this stream has sent.
+ * Otherwise (a plain wake-up, a gap, a stream that fell behind) the stream
+ * reads what is new from Postgres; wake-ups for one queue are then
  * coalesced, so a burst of sends costs a few reads, not one per message.
  */
 import { once } from "node:events";
@@ -16,6 +19,7 @@ import type { RelayMetrics } from "./metrics.js";
 import type { RelayStore } from "./store.js";
 import { suspendedSubject, wakeSubject } from "./subjects.js";
 import type { QueueRef, StoredEntry } from "./types.js";
+import type { WakeUpCodec } from "./wake-ups.js";
 
 const PAGE = 256;
 // A batched event (FetchRequest.batched) holds what one read returned, up to
@@ -25,8 +29,12 @@ const BATCH_EVENT_BYTES = 256 * 1024;
 
 interface Cursor {
   queue: QueueRef;
+  /** Last sequence sent on this stream. */
   after: number;
+  /** Postgres may hold entries after `after` that are not in `pushed`: read it. */
   dirty: boolean;
+  /** Committed entries that came with wake-ups, not sent yet (at most PAGE). */
+  pushed: QueuedMessage[];
 }
 
 export interface FetchDeps {
@@ -35,6 +43,7 @@ export interface FetchDeps {
   bus: Bus;
   clock: Clock;
   metrics: RelayMetrics;
+  wakeUps: WakeUpCodec;
 }
 
 export class FetchSession {
@@ -55,8 +64,8 @@ export class FetchSession {
     signal: AbortSignal,
   ) {
     this.cursors = [
-      { queue: { kind: "device", id: deviceId }, after: 0, dirty: true },
-      { queue: { kind: "identity", id: identityId }, after: 0, dirty: true },
+      { queue: { kind: "device", id: deviceId }, after: 0, dirty: true, pushed: [] },
+      { queue: { kind: "identity", id: identityId }, after: 0, dirty: true, pushed: [] },
     ];
     this.done = new Promise((resolve) => (this.finish = resolve));
     signal.addEventListener("abort", () => this.end(null));
@@ -74,7 +83,7 @@ export class FetchSession {
           this.deps.bus.subscribe(wakeSubject(this.deps.relayId, c.queue), (m) => {
             // The wake-up continues the sender's trace (W3C context in the bus headers).
             tracer().startSpan("relay/wake", { attributes: { "parley.queue.kind": c.queue.kind } }, extractContext(m.headers)).end();
-            this.wake(c);
+            this.wake(c, m.data);
           }),
         );
       }
@@ -122,8 +131,11 @@ export class FetchSession {
     this.end(null);
   }
 
-  private wake(c: Cursor): void {
-    c.dirty = true;
+  /** A wake-up: with the entries it committed, or (empty, or too many buffered) read Postgres. */
+  private wake(c: Cursor, data?: Uint8Array): void {
+    const entries = data?.length ? this.deps.wakeUps.pushedEntries(data) : undefined;
+    if (entries && c.pushed.length + entries.length <= PAGE) c.pushed.push(...entries);
+    else c.dirty = true;
     void this.kick();
   }
 
@@ -139,32 +151,48 @@ export class FetchSession {
         this.pumping = undefined;
         // A wake-up that arrived after the pump's last look but before it
         // cleared `pumping` only set a flag: pick it up now.
-        if (this.cursors.some((c) => c.dirty)) void this.kick();
+        if (this.cursors.some(hasWork)) void this.kick();
       }
     })();
     return this.pumping;
   }
 
-  /** Reads and writes until every queue is drained and no wake-up is pending. */
+  /** Sends until every queue is drained and no wake-up is pending. */
   private async pump(): Promise<void> {
     for (;;) {
-      const c = this.cursors.find((x) => x.dirty);
+      const c = this.cursors.find(hasWork);
       if (!c || this.ended !== undefined) return;
-      c.dirty = false;
-      const entries = await this.deps.store.readEntries(c.queue, c.after, PAGE);
-      for (const group of this.batched ? eventGroups(entries) : entries.map((e) => [e])) {
-        if (this.ended !== undefined) return;
-        await this.write(
-          this.batched
-            ? { event: { $case: "messages", value: { messages: group.map(toMessage) } } }
-            : { event: { $case: "message", value: toMessage(group[0]!) } },
-        );
-        c.after = group[group.length - 1]!.seq;
-        const now = this.deps.clock.now();
-        this.deps.metrics.delivered.inc({ relay: this.deps.relayId, kind: c.queue.kind }, group.length);
-        for (const e of group) this.deps.metrics.deliveryLatency.observe({ relay: this.deps.relayId }, Math.max(0, now - e.enqueuedAtMs) / 1000);
+      let next: QueuedMessage[];
+      if (c.dirty) {
+        c.dirty = false;
+        // Everything pushed so far is committed, so the read covers it;
+        // what is pushed while it runs is kept.
+        c.pushed = [];
+        const entries = await this.deps.store.readEntries(c.queue, c.after, PAGE);
+        if (entries.length === PAGE) c.dirty = true;
+        next = entries.map(toMessage);
+        this.deps.metrics.deliveryReads.inc({ relay: this.deps.relayId, source: "postgres" });
+      } else {
+        next = takeFollowing(c);
+        // A gap: an earlier commit's wake-up has not come (yet). Postgres has it.
+        if (!next.length) {
+          if (c.pushed.length) c.dirty = true;
+          continue;
+        }
+        this.deps.metrics.deliveryReads.inc({ relay: this.deps.relayId, source: "wake-up" });
       }
-      if (entries.length === PAGE) c.dirty = true;
+      await this.send(c, next);
+    }
+  }
+
+  private async send(c: Cursor, messages: QueuedMessage[]): Promise<void> {
+    for (const group of this.batched ? eventGroups(messages) : messages.map((m) => [m])) {
+      if (this.ended !== undefined) return;
+      await this.write(this.batched ? { event: { $case: "messages", value: { messages: group } } } : { event: { $case: "message", value: group[0]! } });
+      c.after = group[group.length - 1]!.seq;
+      const now = this.deps.clock.now();
+      this.deps.metrics.delivered.inc({ relay: this.deps.relayId, kind: c.queue.kind }, group.length);
+      for (const m of group) this.deps.metrics.deliveryLatency.observe({ relay: this.deps.relayId }, Math.max(0, now - m.enqueuedAtMs) / 1000);
     }
   }
 
@@ -175,9 +203,27 @@ export class FetchSession {
   }
 }
 
-/** Consecutive runs of entries of at most BATCH_EVENT_BYTES of payload (at least one entry each). */
-export function eventGroups(entries: StoredEntry[]): StoredEntry[][] {
-  const groups: StoredEntry[][] = [];
+const hasWork = (c: Cursor) => c.dirty || c.pushed.length > 0;
+
+/**
+ * Takes from c.pushed the run of entries that follows c.after without a gap;
+ * drops what was sent already. Wake-ups can arrive out of commit order (two
+ * relay instances, two transactions of one), so the buffer is sorted first.
+ */
+export function takeFollowing(c: Pick<Cursor, "after" | "pushed">): QueuedMessage[] {
+  c.pushed.sort((a, b) => a.seq - b.seq);
+  let start = 0;
+  while (start < c.pushed.length && c.pushed[start]!.seq <= c.after) start++;
+  let end = start;
+  while (end < c.pushed.length && c.pushed[end]!.seq === c.after + 1 + (end - start)) end++;
+  const run = c.pushed.slice(start, end);
+  c.pushed = c.pushed.slice(end);
+  return run;
+}
+
+/** Consecutive runs of messages of at most BATCH_EVENT_BYTES of payload (at least one message each). */
+export function eventGroups<T extends { payload: Uint8Array }>(entries: T[]): T[][] {
+  const groups: T[][] = [];
   let bytes = Infinity;
   for (const e of entries) {
     if (bytes + e.payload.length > BATCH_EVENT_BYTES) {

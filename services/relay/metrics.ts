@@ -69,6 +69,7 @@ export function relayMetrics() {
     duplicates: metric("parley_relay_duplicate_sends_total", () => new Counter({ name: "parley_relay_duplicate_sends_total", help: "Resends of an already accepted message id", labelNames: ["relay"] })),
     queued: metric("parley_relay_entries_queued_total", () => new Counter({ name: "parley_relay_entries_queued_total", help: "Queue entries created", labelNames: ["relay", "kind"] })),
     delivered: metric("parley_relay_deliveries_total", () => new Counter({ name: "parley_relay_deliveries_total", help: "Queue entries written to fetch streams", labelNames: ["relay", "kind"] })),
+    deliveryReads: metric("parley_relay_delivery_reads_total", () => new Counter({ name: "parley_relay_delivery_reads_total", help: "Runs of entries fetch streams took to send: read from Postgres, or carried by a wake-up", labelNames: ["relay", "source"] })),
     acked: metric("parley_relay_acked_total", () => new Counter({ name: "parley_relay_acked_total", help: "Queue entries deleted by acknowledgement", labelNames: ["relay"] })),
     purged: metric("parley_relay_purged_messages_total", () => new Counter({ name: "parley_relay_purged_messages_total", help: "Queue entries purged (retention or admin)", labelNames: ["relay", "reason"] })),
     streams: metric("parley_relay_active_streams", () => new Gauge({ name: "parley_relay_active_streams", help: "Open fetch streams", labelNames: ["relay"] })),

@@ -19,7 +19,8 @@ import type { RelayKey } from "./keys.js";
 import type { RelayMetrics } from "./metrics.js";
 import type { SendGroups } from "./send-groups.js";
 import type { RelayStore } from "./store.js";
-import { suspendedSubject, wakeSubject } from "./subjects.js";
+import { suspendedSubject } from "./subjects.js";
+import type { WakeUpCodec } from "./wake-ups.js";
 import type { Limits, OutgoingMessage, QueueRef, SendOutcome, Sender } from "./types.js";
 import { checkBytes, checkId, toOutgoing, toOutgoingBatch, toQueueRef } from "./validate.js";
 
@@ -36,6 +37,8 @@ export interface RelayCore {
   challengeTtlMs: number;
   tokens: TokenIssuer;
   metrics: RelayMetrics;
+  /** Wake-ups after a send, with the entries it committed (wake-ups.ts). */
+  wakeUps: WakeUpCodec;
   /** Open fetch streams, so shutdown can end them. */
   sessions: Set<FetchSession>;
   purgeNow(cutoffMs: number): Promise<{ messages: number; bytes: number }>;
@@ -74,20 +77,15 @@ async function send(core: RelayCore, ctx: CallContext, messages: OutgoingMessage
   await core.beforeSend?.(messages);
   const outcomes = await core.sends.submit(sender, messages);
   core.metrics.sendSeconds.observe({ relay: core.relayId }, (performance.now() - started) / 1000);
-  const woken = new Set<string>();
   for (const o of outcomes) {
     if (o.duplicate) {
       core.metrics.duplicates.inc({ relay: core.relayId });
       continue;
     }
     core.metrics.sent.inc({ relay: core.relayId });
-    for (const q of o.queued) {
-      core.metrics.queued.inc({ relay: core.relayId, kind: q.queue.kind });
-      const subject = wakeSubject(core.relayId, q.queue);
-      if (!woken.has(subject)) core.bus.publish(subject, new Uint8Array());
-      woken.add(subject);
-    }
+    for (const q of o.queued) core.metrics.queued.inc({ relay: core.relayId, kind: q.queue.kind });
   }
+  for (const w of core.wakeUps.wakeUps(sender, messages, outcomes)) core.bus.publish(w.subject, w.data);
   return { receipts: outcomes.map(toReceipt), senderDeviceId: sender.deviceId };
 }
 

@@ -23,6 +23,7 @@ import { registerStatsSource, relayMetrics } from "./metrics.js";
 import { relayMigrations } from "./migrations.js";
 import { RetentionJob } from "./purge.js";
 import { adminHandlers, relayHandlers, type RelayCore } from "./server.js";
+import { WakeUpCodec } from "./wake-ups.js";
 import { SendGroups } from "./send-groups.js";
 import { RelayStore } from "./store.js";
 import { WorkspaceDirectoryService } from "../../generated/parley/v1/workspace.js";
@@ -108,6 +109,7 @@ export class RelayService {
       challengeTtlMs: options.challengeTtlMs,
       tokens: new TokenIssuer(options.relayId, deps.key.privateKeyPem, deps.clock, options.sessionTtlMs),
       metrics,
+      wakeUps: new WakeUpCodec(options.relayId, deps.key.privateKeyPem),
       sessions: new Set<FetchSession>(),
       purgeNow: async (cutoffMs) => {
         const purged = await this.store.purgeOlderThan(cutoffMs);

@@ -5,19 +5,27 @@ import * as grpc from "@grpc/grpc-js";
 import * as pb from "../../generated/parley/v1/relay.js";
 import { verifyBytes } from "../../services/common/crypto.js";
 import { batchReceiptStatement, receiptStatement } from "../../services/common/receipts.js";
+import { registry } from "../../services/common/metrics.js";
+import { wakeSubject } from "../../services/relay/subjects.js";
+import { QueueKind } from "../../generated/parley/v1/common.js";
+import type { Bus } from "../../services/common/bus/types.js";
+import type { InboxMessage } from "../../client/relay.js";
 import { Harness, newRelayKey, unique, type RelayInstance } from "../support/harness.js";
+import { waitFor } from "../support/wait.js";
 
 describe("relay batch forms on the wire", () => {
   const h = new Harness();
   const key = newRelayKey();
   let relay: RelayInstance;
+  let bus: Bus;
   let raw: pb.RelayClient;
   let alice: Awaited<ReturnType<Harness["identityWithDevice"]>>;
   let bob: Awaited<ReturnType<Harness["identityWithDevice"]>>;
   const tokens = new Map<string, string>();
 
   before(async () => {
-    relay = await h.relay({ databaseUrl: await h.database("relaywire"), bus: await h.nats(), key });
+    bus = await h.nats();
+    relay = await h.relay({ databaseUrl: await h.database("relaywire"), bus, key });
     raw = new pb.RelayClient(relay.address, grpc.credentials.createInsecure());
     h.defer(() => raw.close());
     alice = await h.identityWithDevice([relay.address], unique("alice"), unique("a-dev"));
@@ -75,5 +83,44 @@ describe("relay batch forms on the wire", () => {
     assert.deepEqual(inBatch.map((m) => Buffer.from(m.payload).toString()), texts);
     assert.deepEqual(inBatch, inSingles, "the same messages, sequences and senders either way");
     assert.deepEqual(inBatch.map((m) => m.seq), [1, 2, 3, 4]);
+  });
+
+  it("sends live messages from the entries their wake-ups carry; a wake-up with a forged body only makes the stream read Postgres", async () => {
+    const reads = async (source: string) => {
+      const m = await registry.getSingleMetric("parley_relay_delivery_reads_total")!.get();
+      return m.values.filter((v) => v.labels.source === source).reduce((sum, v) => sum + v.value, 0);
+    };
+    const carol = await h.identityWithDevice([relay.address], unique("carol"), unique("c-dev"));
+    const got: InboxMessage[] = [];
+    const ctl = new AbortController();
+    let caughtUp!: () => void;
+    const backlogDone = new Promise<void>((r) => (caughtUp = r));
+    const inbox = h.client([relay.address], carol).inbox((m) => void got.push(m), { follow: true, signal: ctl.signal, onBacklogComplete: () => caughtUp() });
+    h.defer(async () => {
+      ctl.abort();
+      await inbox;
+    });
+    await backlogDone;
+    const a = h.client([relay.address], alice);
+    const [fromPg, fromWake] = [await reads("postgres"), await reads("wake-up")];
+    for (const text of ["live-1", "live-2", "live-3"]) await a.send({ to: [{ deviceId: carol.deviceId }], payload: Buffer.from(text) });
+    await waitFor("three live messages", () => got.length === 3);
+    assert.deepEqual(got.map((m) => [m.seq, Buffer.from(m.payload).toString()]), [[1, "live-1"], [2, "live-2"], [3, "live-3"]]);
+    // Wake-ups that arrive while the stream is writing are sent together: at least one run.
+    assert.ok((await reads("wake-up")) - fromWake >= 1, "they came with their wake-ups");
+    assert.equal((await reads("postgres")) - fromPg, 0, "none was read back from Postgres");
+
+    // Anyone on the bus can publish on the wake subject; without the relay's
+    // seal the body is ignored: the stream reads Postgres, which has nothing new.
+    const forged = pb.QueuedMessages.encode({
+      messages: [{ queue: QueueKind.QUEUE_KIND_DEVICE, seq: 4, messageId: "forged", senderDeviceId: alice.deviceId, senderIdentityId: alice.identityId, payload: Buffer.from("forged"), contentType: "", enqueuedAtMs: Date.now() }],
+    }).finish();
+    const pgBeforeForgery = await reads("postgres");
+    bus.publish(wakeSubject("relay-test", { kind: "device", id: carol.deviceId }), Buffer.concat([Buffer.alloc(32), forged]));
+    await waitFor("the stream to read Postgres after the forged wake-up", async () => (await reads("postgres")) > pgBeforeForgery);
+    await a.send({ to: [{ deviceId: carol.deviceId }], payload: Buffer.from("live-4") });
+    await waitFor("the fourth message", () => got.length >= 4);
+    assert.deepEqual(got.map((m) => Buffer.from(m.payload).toString()), ["live-1", "live-2", "live-3", "live-4"]);
+    assert.equal(got[3]!.seq, 4);
   });
 });

@@ -1,11 +1,12 @@
-/** What the relay puts on the wire for batches: one signature per SendBatch answer, grouped Fetch events. */
+/** What the relay puts on the wire for batches (one signature per SendBatch answer, grouped Fetch events) and on the bus (wake-ups with entries). */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { generateKeyPair, signBytes, verifyBytes } from "../../services/common/crypto.js";
 import { batchReceiptStatement, receiptStatement } from "../../services/common/receipts.js";
-import { eventGroups } from "../../services/relay/delivery.js";
+import { eventGroups, takeFollowing } from "../../services/relay/delivery.js";
 import type { StoredEntry } from "../../services/relay/types.js";
-import type { SendReceipt } from "../../generated/parley/v1/relay.js";
+import { WakeUpCodec } from "../../services/relay/wake-ups.js";
+import type { QueuedMessage, SendReceipt } from "../../generated/parley/v1/relay.js";
 
 const receipt = (messageId: string, seq: number): SendReceipt => ({
   messageId,
@@ -73,5 +74,72 @@ describe("batched Fetch events", () => {
     const KiB = 1024;
     const groups = eventGroups([entry(1, 100 * KiB), entry(2, 100 * KiB), entry(3, 100 * KiB), entry(4, 600 * KiB), entry(5, 1)]);
     assert.deepEqual(seqs(groups), [[1, 2], [3], [4], [5]]);
+  });
+});
+
+describe("wake-ups that carry the entries", () => {
+  const key = generateKeyPair();
+  const codec = new WakeUpCodec("relay-1", key.privateKeyPem);
+  const sender = { deviceId: "alice-dev", identityId: "alice" };
+  const bob = { kind: "device" as const, id: "bob-dev" };
+  const team = { kind: "identity" as const, id: "team" };
+  const message = (messageId: string, text: string) => ({ messageId, recipients: [bob, team], payload: Buffer.from(text), contentType: "text/plain" });
+  const outcome = (messageId: string, bobSeq: number, teamSeq: number, duplicate = false) => ({
+    messageId,
+    duplicate,
+    acceptedAtMs: 1000,
+    queued: [
+      { queue: bob, seq: bobSeq },
+      { queue: team, seq: teamSeq },
+    ],
+  });
+
+  it("publishes one wake-up per queue with the new entries in order; duplicates add nothing", () => {
+    const wakes = codec.wakeUps(sender, [message("m1", "one"), message("m2", "two"), message("m3", "three")], [outcome("m1", 5, 9), outcome("m2", 6, 10, true), outcome("m3", 7, 11)]);
+    assert.equal(wakes.length, 2);
+    const bobs = codec.pushedEntries(wakes.find((w) => w.subject.includes(".wake.device."))!.data)!;
+    assert.deepEqual(bobs.map((m) => [m.seq, m.messageId, Buffer.from(m.payload).toString(), m.senderDeviceId, m.enqueuedAtMs]), [
+      [5, "m1", "one", "alice-dev", 1000],
+      [7, "m3", "three", "alice-dev", 1000],
+    ]);
+    const teams = codec.pushedEntries(wakes.find((w) => w.subject.includes(".wake.identity."))!.data)!;
+    assert.deepEqual(teams.map((m) => m.seq), [9, 11]);
+  });
+
+  it("sends a plain wake-up past 256 KiB for one queue", () => {
+    const big = { ...message("m1", ""), payload: new Uint8Array(200 * 1024) };
+    const wakes = codec.wakeUps(sender, [big, { ...big, messageId: "m2" }], [outcome("m1", 1, 1), outcome("m2", 2, 2)]);
+    assert.ok(wakes.every((w) => w.data.length === 0));
+  });
+
+  it("takes a body sealed by another relay key, a changed body or garbage as a plain wake-up", () => {
+    const [wake] = codec.wakeUps(sender, [{ ...message("m1", "one"), recipients: [bob] }], [{ ...outcome("m1", 1, 1), queued: [{ queue: bob, seq: 1 }] }]);
+    assert.equal(codec.pushedEntries(wake!.data)?.length, 1);
+    assert.equal(new WakeUpCodec("relay-1", generateKeyPair().privateKeyPem).pushedEntries(wake!.data), undefined);
+    const changed = Buffer.from(wake!.data);
+    changed[changed.length - 1] ^= 1;
+    assert.equal(codec.pushedEntries(changed), undefined);
+    assert.equal(codec.pushedEntries(Buffer.from("hello")), undefined);
+    assert.equal(codec.pushedEntries(new Uint8Array()), undefined);
+  });
+});
+
+describe("sending pushed entries in order", () => {
+  const pushed = (...seqs: number[]) => seqs.map((seq) => ({ seq }) as QueuedMessage);
+  const seqsOf = (ms: QueuedMessage[]) => ms.map((m) => m.seq);
+
+  it("takes the run that follows what was sent, sorting wake-ups that came out of commit order", () => {
+    const c = { after: 4, pushed: pushed(7, 5, 6) };
+    assert.deepEqual(seqsOf(takeFollowing(c)), [5, 6, 7]);
+    assert.deepEqual(c.pushed, []);
+  });
+
+  it("drops what was sent already and stops at a gap, keeping what lies past it", () => {
+    const c = { after: 4, pushed: pushed(3, 4, 5, 6, 8, 9) };
+    assert.deepEqual(seqsOf(takeFollowing(c)), [5, 6]);
+    assert.deepEqual(seqsOf(c.pushed), [8, 9]);
+    const gap = { after: 6, pushed: pushed(8, 9) };
+    assert.deepEqual(takeFollowing(gap), []);
+    assert.deepEqual(seqsOf(gap.pushed), [8, 9], "kept until a read from Postgres fills the gap");
   });
 });

@@ -1,0 +1,93 @@
+/**
+ * The wake-ups a send publishes after its commit: one per queue it added to,
+ * carrying the entries it committed there (QueuedMessages), so that a stream
+ * on any instance can send them without reading them back from Postgres
+ * (delivery.ts). Past PUSH_BYTES of payload for one queue the wake-up is
+ * empty, and streams read Postgres instead; so do streams of a relay that
+ * does not look at the body.
+ *
+ * A body is sealed with an HMAC under a key derived from the relay's private
+ * key, which every instance of the relay holds: whoever can publish on the
+ * relay's NATS subjects can still only make streams read Postgres (as
+ * before), never put a message into one. A body that does not verify is
+ * taken as a plain wake-up.
+ */
+import { createHash, createHmac, createPrivateKey, createSecretKey, timingSafeEqual, type KeyObject } from "node:crypto";
+import { QueueKind } from "../../generated/parley/v1/common.js";
+import { QueuedMessages, type QueuedMessage } from "../../generated/parley/v1/relay.js";
+import { wakeSubject } from "./subjects.js";
+import type { OutgoingMessage, QueueRef, SendOutcome, Sender } from "./types.js";
+
+export const PUSH_BYTES = 256 * 1024;
+const MAC_BYTES = 32;
+
+export interface WakeUp {
+  subject: string;
+  data: Uint8Array;
+}
+
+export class WakeUpCodec {
+  // A KeyObject: createHmac with raw bytes converts them on every call.
+  private readonly macKey: KeyObject;
+
+  constructor(
+    private readonly relayId: string,
+    relayPrivateKeyPem: string,
+  ) {
+    const der = createPrivateKey(relayPrivateKeyPem).export({ type: "pkcs8", format: "der" });
+    this.macKey = createSecretKey(createHash("sha256").update("parley.v1.wake-up-mac\0").update(der).digest());
+  }
+
+  /** One wake-up per queue the messages were newly queued to (duplicates queue nothing). */
+  wakeUps(sender: Sender, messages: OutgoingMessage[], outcomes: SendOutcome[]): WakeUp[] {
+    const perQueue = new Map<string, { queue: QueueRef; entries: QueuedMessage[]; bytes: number }>();
+    outcomes.forEach((o, i) => {
+      if (o.duplicate) return;
+      const m = messages[i];
+      for (const { queue, seq } of o.queued) {
+        const subject = wakeSubject(this.relayId, queue);
+        let q = perQueue.get(subject);
+        if (!q) perQueue.set(subject, (q = { queue, entries: [], bytes: 0 }));
+        // Outcomes follow the messages' order; anything else gets a plain wake-up.
+        if (!m || m.messageId !== o.messageId) q.bytes = Infinity;
+        if (q.bytes > PUSH_BYTES) continue;
+        q.bytes += m!.payload.length;
+        q.entries.push({
+          queue: queue.kind === "device" ? QueueKind.QUEUE_KIND_DEVICE : QueueKind.QUEUE_KIND_IDENTITY,
+          seq,
+          messageId: o.messageId,
+          senderDeviceId: sender.deviceId,
+          senderIdentityId: sender.identityId,
+          payload: m!.payload,
+          contentType: m!.contentType,
+          enqueuedAtMs: o.acceptedAtMs,
+        });
+      }
+    });
+    return [...perQueue].map(([subject, q]) => ({
+      subject,
+      data: q.bytes > PUSH_BYTES ? new Uint8Array() : this.seal(QueuedMessages.encode({ messages: q.entries }).finish()),
+    }));
+  }
+
+  /** The entries a wake-up carries; undefined for a plain wake-up, or a body that does not verify or decode. */
+  pushedEntries(data: Uint8Array): QueuedMessage[] | undefined {
+    if (data.length <= MAC_BYTES) return undefined;
+    const body = data.subarray(MAC_BYTES);
+    if (!timingSafeEqual(data.subarray(0, MAC_BYTES), this.mac(body))) return undefined;
+    try {
+      const { messages } = QueuedMessages.decode(body);
+      return messages.length ? messages : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private seal(body: Uint8Array): Uint8Array {
+    return Buffer.concat([this.mac(body), body]);
+  }
+
+  private mac(body: Uint8Array): Buffer {
+    return createHmac("sha256", this.macKey).update(body).digest();
+  }
+}
