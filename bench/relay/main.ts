@@ -13,12 +13,15 @@
 // baselines with the same number of unacknowledged messages per sender:
 // batch mode keeps BENCH_IN_FLIGHT SendBatch calls of BENCH_BATCH messages
 // outstanding (8 x 32 = 256 messages), so its baselines run with 256 in
-// flight (Postgres: 256-row INSERTs); single mode keeps BENCH_IN_FLIGHT Send
-// calls (8 messages), so its baselines run with 8 in flight.
+// flight (Postgres: 256-row INSERTs), and adds a second relay row with the
+// same 256 messages outstanding in larger SendBatch calls (BENCH_LARGE_BATCH:
+// 2 x 128); single mode keeps BENCH_IN_FLIGHT Send calls (8 messages), so its
+// baselines run with 8 in flight.
 //
 // Environment (all optional):
 //   BENCH_MESSAGES=20000 BENCH_PAYLOAD_BYTES=1024 BENCH_SENDERS=4 BENCH_RECEIVERS=4
 //   BENCH_BATCH=32 BENCH_IN_FLIGHT=8 (requests per sender)
+//   BENCH_LARGE_BATCH=128         second batch row: SendBatch of 128, 256/128 = 2 in flight (0: no such row)
 //   BENCH_MODES=batch,single      relay modes (SendBatch / Send)
 //   BENCH_ONLY=relay,nats,postgres,rabbitmq
 //   BENCH_REPEAT=1                measured runs per row; the median (by msgs/s) is reported
@@ -94,6 +97,7 @@ function config() {
     receivers: envInt("BENCH_RECEIVERS", 4),
     batch: envInt("BENCH_BATCH", 32),
     inFlight: envInt("BENCH_IN_FLIGHT", 8),
+    largeBatch: envInt("BENCH_LARGE_BATCH", 128, 0),
     modes: envList<Mode>("BENCH_MODES", ["batch", "single"]),
     only: envList("BENCH_ONLY", ["relay", "nats", "postgres", "rabbitmq"] as const),
     repeat: envInt("BENCH_REPEAT", 1),
@@ -119,15 +123,20 @@ function jobs(c: Config): Job[] {
   for (const mode of c.modes) {
     const batchSize = mode === "batch" ? c.batch : 1;
     const messagesInFlight = batchSize * c.inFlight;
-    if (c.only.includes("relay")) {
+    // The same messages outstanding per sender in fewer, larger requests.
+    const shapes = [{ batchSize, inFlight: c.inFlight }];
+    if (mode === "batch" && c.largeBatch > batchSize && messagesInFlight % c.largeBatch === 0) {
+      shapes.push({ batchSize: c.largeBatch, inFlight: messagesInFlight / c.largeBatch });
+    }
+    for (const shape of c.only.includes("relay") ? shapes : []) {
       const opts = {
         messages: c.messages,
         payloadBytes: c.payloadBytes,
         senders: c.senders,
         receivers: c.receivers,
         mode,
-        batchSize,
-        inFlightPerSender: c.inFlight,
+        batchSize: shape.batchSize,
+        inFlightPerSender: shape.inFlight,
         instances: c.instances,
         warmupMessages: c.warmup,
         pgUrl: c.pgUrl,
@@ -366,7 +375,7 @@ async function main(): Promise<void> {
   const loadAtStart = os.loadavg()[0]!;
   console.log(
     `relay benchmark: ${c.messages} messages x ${c.payloadBytes} B, ${c.senders} senders, ${c.receivers} receivers, ` +
-      `modes ${c.modes.join("+")} (batch ${c.batch}, ${c.inFlight} requests in flight per sender), ` +
+      `modes ${c.modes.join("+")} (batch ${c.batch}${c.largeBatch ? ` and ${c.largeBatch}` : ""}, ${c.batch * c.inFlight} messages in flight per sender), ` +
       `${c.repeat} run(s) per row, warm-up ${c.warmup}`,
   );
 
@@ -397,7 +406,8 @@ async function main(): Promise<void> {
       `- Workload: ${c.messages} messages of ${c.payloadBytes} B; ${c.senders} senders (one identity/device each), ${c.receivers} receivers ` +
         `(one device each, message i to receiver i mod ${c.receivers}); relay: ${c.instances} relay processes on one fresh Postgres database + NATS, ` +
         `senders and receivers spread over them, receivers on inbox({follow: true}); ` +
-        `${c.inFlight} requests in flight per sender (SendBatch of ${c.batch}, or Send); baselines with the same number of unacknowledged messages per sender ` +
+        `${c.inFlight} requests in flight per sender (SendBatch of ${c.batch}, or Send)` +
+        `${c.largeBatch ? `, and ${(c.batch * c.inFlight) / c.largeBatch} SendBatch of ${c.largeBatch} (the same messages outstanding)` : ""}; baselines with the same number of unacknowledged messages per sender ` +
         `and ${c.receivers} consumers; ${c.warmup} warm-up messages before each measured run; ${c.repeat} run(s) per row${c.repeat > 1 ? " (median by msgs/s)" : ""}.`,
       "",
       md,
