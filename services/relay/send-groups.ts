@@ -24,8 +24,15 @@ export class SendGroups {
     private readonly store: RelayStore,
     private readonly limits: Limits,
     private readonly clock: Clock,
-    /** Transactions in flight at once; more would only queue on the same row locks. */
-    private readonly concurrency = 2,
+    /**
+     * Groups in flight at once. One: a group is one statement (fast-path.ts),
+     * and a second group of the same process mostly waits on the same queue
+     * row locks; requests that arrive meanwhile make the next group bigger
+     * instead, one call, one commit and one lock hold for all of them.
+     * Measured in bench/relay (60k messages): 8,412 and 8,510 msgs/s with one,
+     * 7,863 and 7,652 with two, and less Postgres CPU.
+     */
+    private readonly concurrency = 1,
     /** Most messages in one group. */
     private readonly maxGroupMessages = 4096,
     /** False: every request is its own transaction, as soon as it arrives. */

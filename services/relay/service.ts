@@ -101,7 +101,7 @@ export class RelayService {
       // Not yet with replication: a replicated group's change can span several
       // stream parts, and promotion under load has been seen to trip over them
       // (see the closing note); until that is understood, one transaction per request.
-      sends: new SendGroups(this.store, options.limits, deps.clock, 2, 4096, !this.replica),
+      sends: new SendGroups(this.store, options.limits, deps.clock, 1, 4096, !this.replica),
       bus: deps.bus,
       clock: deps.clock,
       limits: options.limits,
