@@ -4,10 +4,19 @@
  * load, requests that arrive while earlier ones are committing are joined
  * into one transaction: one commit and one lock hold for the whole group.
  * Alone, a request runs at once, so light load pays no extra latency.
+ * After each commit, `committed` hears of every request of the group at
+ * once (the relay publishes one wake-up per queue for the whole group).
  */
 import type { Clock } from "../common/clock.js";
 import type { RelayStore } from "./store.js";
 import type { Limits, OutgoingMessage, SendOutcome, Sender } from "./types.js";
+
+/** A committed request. */
+export interface Sent {
+  sender: Sender;
+  messages: OutgoingMessage[];
+  outcomes: SendOutcome[];
+}
 
 interface Pending {
   sender: Sender;
@@ -37,11 +46,17 @@ export class SendGroups {
     private readonly maxGroupMessages = 4096,
     /** False: every request is its own transaction, as soon as it arrives. */
     private readonly grouping = true,
+    /** Called once per commit, before the requests resolve. */
+    private readonly committed: (sent: Sent[]) => void = () => undefined,
   ) {}
 
   /** Resolves once the request is committed (or rejects with its own error). */
-  submit(sender: Sender, messages: OutgoingMessage[]): Promise<SendOutcome[]> {
-    if (!this.grouping) return this.store.send(sender, messages, this.limits, this.clock.now());
+  async submit(sender: Sender, messages: OutgoingMessage[]): Promise<SendOutcome[]> {
+    if (!this.grouping) {
+      const outcomes = await this.store.send(sender, messages, this.limits, this.clock.now());
+      this.committed([{ sender, messages, outcomes }]);
+      return outcomes;
+    }
     return new Promise((resolve, reject) => {
       this.waiting.push({ sender, messages, resolve, reject });
       this.drain();
@@ -60,7 +75,14 @@ export class SendGroups {
       this.running++;
       this.store
         .sendMany(group, this.limits, this.clock.now())
-        .then((results) => results.forEach((r, i) => (r instanceof Error ? group[i]!.reject(r) : group[i]!.resolve(r))))
+        .then((results) => {
+          const sent = group.flatMap((p, i) => {
+            const r = results[i]!;
+            return r instanceof Error ? [] : [{ sender: p.sender, messages: p.messages, outcomes: r }];
+          });
+          if (sent.length) this.committed(sent);
+          results.forEach((r, i) => (r instanceof Error ? group[i]!.reject(r) : group[i]!.resolve(r)));
+        })
         .catch((err: unknown) => group.forEach((p) => p.reject(err)))
         .finally(() => {
           this.running--;

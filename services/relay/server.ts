@@ -85,7 +85,6 @@ async function send(core: RelayCore, ctx: CallContext, messages: OutgoingMessage
     core.metrics.sent.inc({ relay: core.relayId });
     for (const q of o.queued) core.metrics.queued.inc({ relay: core.relayId, kind: q.queue.kind });
   }
-  for (const w of core.wakeUps.wakeUps(sender, messages, outcomes)) core.bus.publish(w.subject, w.data);
   return { receipts: outcomes.map(toReceipt), senderDeviceId: sender.deviceId };
 }
 

@@ -94,6 +94,8 @@ export class RelayService {
     this.store = new RelayStore(deps.pool, this.replica);
     this.verifier = new TokenVerifier(deps.key.publicKey, deps.clock);
     this.retention = new RetentionJob(options.relayId, this.store, deps.clock, options.retentionMs, metrics, deps.log);
+    // Published after each commit, one per queue for the whole group (send-groups.ts).
+    const wakeUps = new WakeUpCodec(options.relayId, deps.key.privateKeyPem);
     this.core = {
       relayId: options.relayId,
       key: deps.key,
@@ -101,7 +103,9 @@ export class RelayService {
       // Not yet with replication: a replicated group's change can span several
       // stream parts, and promotion under load has been seen to trip over them
       // (see the closing note); until that is understood, one transaction per request.
-      sends: new SendGroups(this.store, options.limits, deps.clock, 1, 4096, !this.replica),
+      sends: new SendGroups(this.store, options.limits, deps.clock, 1, 4096, !this.replica, (sent) => {
+        for (const w of wakeUps.wakeUps(sent)) deps.bus.publish(w.subject, w.data);
+      }),
       bus: deps.bus,
       clock: deps.clock,
       limits: options.limits,
@@ -109,7 +113,7 @@ export class RelayService {
       challengeTtlMs: options.challengeTtlMs,
       tokens: new TokenIssuer(options.relayId, deps.key.privateKeyPem, deps.clock, options.sessionTtlMs),
       metrics,
-      wakeUps: new WakeUpCodec(options.relayId, deps.key.privateKeyPem),
+      wakeUps,
       sessions: new Set<FetchSession>(),
       purgeNow: async (cutoffMs) => {
         const purged = await this.store.purgeOlderThan(cutoffMs);

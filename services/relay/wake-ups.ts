@@ -16,7 +16,8 @@ import { createHash, createHmac, createPrivateKey, createSecretKey, timingSafeEq
 import { QueueKind } from "../../generated/parley/v1/common.js";
 import { QueuedMessages, type QueuedMessage } from "../../generated/parley/v1/relay.js";
 import { wakeSubject } from "./subjects.js";
-import type { OutgoingMessage, QueueRef, SendOutcome, Sender } from "./types.js";
+import type { Sent } from "./send-groups.js";
+import type { QueueRef } from "./types.js";
 
 export const PUSH_BYTES = 256 * 1024;
 const MAC_BYTES = 32;
@@ -38,32 +39,37 @@ export class WakeUpCodec {
     this.macKey = createSecretKey(createHash("sha256").update("parley.v1.wake-up-mac\0").update(der).digest());
   }
 
-  /** One wake-up per queue the messages were newly queued to (duplicates queue nothing). */
-  wakeUps(sender: Sender, messages: OutgoingMessage[], outcomes: SendOutcome[]): WakeUp[] {
+  /**
+   * One wake-up per queue the requests of one commit newly queued to
+   * (duplicates queue nothing), its entries in the order they were queued.
+   */
+  wakeUps(sent: Sent[]): WakeUp[] {
     const perQueue = new Map<string, { queue: QueueRef; entries: QueuedMessage[]; bytes: number }>();
-    outcomes.forEach((o, i) => {
-      if (o.duplicate) return;
-      const m = messages[i];
-      for (const { queue, seq } of o.queued) {
-        const subject = wakeSubject(this.relayId, queue);
-        let q = perQueue.get(subject);
-        if (!q) perQueue.set(subject, (q = { queue, entries: [], bytes: 0 }));
-        // Outcomes follow the messages' order; anything else gets a plain wake-up.
-        if (!m || m.messageId !== o.messageId) q.bytes = Infinity;
-        if (q.bytes > PUSH_BYTES) continue;
-        q.bytes += m!.payload.length;
-        q.entries.push({
-          queue: queue.kind === "device" ? QueueKind.QUEUE_KIND_DEVICE : QueueKind.QUEUE_KIND_IDENTITY,
-          seq,
-          messageId: o.messageId,
-          senderDeviceId: sender.deviceId,
-          senderIdentityId: sender.identityId,
-          payload: m!.payload,
-          contentType: m!.contentType,
-          enqueuedAtMs: o.acceptedAtMs,
-        });
-      }
-    });
+    for (const { sender, messages, outcomes } of sent) {
+      outcomes.forEach((o, i) => {
+        if (o.duplicate) return;
+        const m = messages[i];
+        for (const { queue, seq } of o.queued) {
+          const subject = wakeSubject(this.relayId, queue);
+          let q = perQueue.get(subject);
+          if (!q) perQueue.set(subject, (q = { queue, entries: [], bytes: 0 }));
+          // Outcomes follow the messages' order; anything else gets a plain wake-up.
+          if (!m || m.messageId !== o.messageId) q.bytes = Infinity;
+          if (q.bytes > PUSH_BYTES) continue;
+          q.bytes += m!.payload.length;
+          q.entries.push({
+            queue: queue.kind === "device" ? QueueKind.QUEUE_KIND_DEVICE : QueueKind.QUEUE_KIND_IDENTITY,
+            seq,
+            messageId: o.messageId,
+            senderDeviceId: sender.deviceId,
+            senderIdentityId: sender.identityId,
+            payload: m!.payload,
+            contentType: m!.contentType,
+            enqueuedAtMs: o.acceptedAtMs,
+          });
+        }
+      });
+    }
     return [...perQueue].map(([subject, q]) => ({
       subject,
       data: q.bytes > PUSH_BYTES ? new Uint8Array() : this.seal(QueuedMessages.encode({ messages: q.entries }).finish()),

@@ -94,26 +94,31 @@ describe("wake-ups that carry the entries", () => {
     ],
   });
 
-  it("publishes one wake-up per queue with the new entries in order; duplicates add nothing", () => {
-    const wakes = codec.wakeUps(sender, [message("m1", "one"), message("m2", "two"), message("m3", "three")], [outcome("m1", 5, 9), outcome("m2", 6, 10, true), outcome("m3", 7, 11)]);
+  it("publishes one wake-up per queue for all requests of a commit, entries in order; duplicates add nothing", () => {
+    const carol = { deviceId: "carol-dev", identityId: "carol" };
+    const wakes = codec.wakeUps([
+      { sender, messages: [message("m1", "one"), message("m2", "two"), message("m3", "three")], outcomes: [outcome("m1", 5, 9), outcome("m2", 6, 10, true), outcome("m3", 7, 11)] },
+      { sender: carol, messages: [message("c1", "four")], outcomes: [outcome("c1", 8, 12)] },
+    ]);
     assert.equal(wakes.length, 2);
     const bobs = codec.pushedEntries(wakes.find((w) => w.subject.includes(".wake.device."))!.data)!;
     assert.deepEqual(bobs.map((m) => [m.seq, m.messageId, Buffer.from(m.payload).toString(), m.senderDeviceId, m.enqueuedAtMs]), [
       [5, "m1", "one", "alice-dev", 1000],
       [7, "m3", "three", "alice-dev", 1000],
+      [8, "c1", "four", "carol-dev", 1000],
     ]);
     const teams = codec.pushedEntries(wakes.find((w) => w.subject.includes(".wake.identity."))!.data)!;
-    assert.deepEqual(teams.map((m) => m.seq), [9, 11]);
+    assert.deepEqual(teams.map((m) => m.seq), [9, 11, 12]);
   });
 
   it("sends a plain wake-up past 256 KiB for one queue", () => {
     const big = { ...message("m1", ""), payload: new Uint8Array(200 * 1024) };
-    const wakes = codec.wakeUps(sender, [big, { ...big, messageId: "m2" }], [outcome("m1", 1, 1), outcome("m2", 2, 2)]);
+    const wakes = codec.wakeUps([{ sender, messages: [big, { ...big, messageId: "m2" }], outcomes: [outcome("m1", 1, 1), outcome("m2", 2, 2)] }]);
     assert.ok(wakes.every((w) => w.data.length === 0));
   });
 
   it("takes a body sealed by another relay key, a changed body or garbage as a plain wake-up", () => {
-    const [wake] = codec.wakeUps(sender, [{ ...message("m1", "one"), recipients: [bob] }], [{ ...outcome("m1", 1, 1), queued: [{ queue: bob, seq: 1 }] }]);
+    const [wake] = codec.wakeUps([{ sender, messages: [{ ...message("m1", "one"), recipients: [bob] }], outcomes: [{ ...outcome("m1", 1, 1), queued: [{ queue: bob, seq: 1 }] }] }]);
     assert.equal(codec.pushedEntries(wake!.data)?.length, 1);
     assert.equal(new WakeUpCodec("relay-1", generateKeyPair().privateKeyPem).pushedEntries(wake!.data), undefined);
     const changed = Buffer.from(wake!.data);
