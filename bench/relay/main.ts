@@ -19,7 +19,10 @@
 // baselines run with 8 in flight.
 //
 // Environment (all optional):
-//   BENCH_MESSAGES=20000 BENCH_PAYLOAD_BYTES=1024 BENCH_SENDERS=4 BENCH_RECEIVERS=4
+//   BENCH_MESSAGES=60000 BENCH_PAYLOAD_BYTES=1024 BENCH_SENDERS=4 BENCH_RECEIVERS=4
+//     (60k: a measured phase of several seconds; in runs of 20k (~3 s) ramp-up
+//     weighed so much that the same relay code measured 5,345 msgs/s at 20k and
+//     7,652-7,863 at 60k)
 //   BENCH_BATCH=32 BENCH_IN_FLIGHT=8 (requests per sender)
 //   BENCH_LARGE_BATCH=128         second batch row: SendBatch of 128, 256/128 = 2 in flight (0: no such row)
 //   BENCH_MODES=batch,single      relay modes (SendBatch / Send)
@@ -91,7 +94,7 @@ function config() {
     throw new Error(`BENCH_RABBIT_QUEUE_TYPE must be classic or quorum, got ${JSON.stringify(queueType)}`);
   }
   return {
-    messages: envInt("BENCH_MESSAGES", 20000),
+    messages: envInt("BENCH_MESSAGES", 60000),
     payloadBytes: envInt("BENCH_PAYLOAD_BYTES", 1024, 12),
     senders: envInt("BENCH_SENDERS", 4),
     receivers: envInt("BENCH_RECEIVERS", 4),
