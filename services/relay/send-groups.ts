@@ -46,7 +46,7 @@ export class SendGroups {
     private readonly maxGroupMessages = 4096,
     /** False: every request is its own transaction, as soon as it arrives. */
     private readonly grouping = true,
-    /** Called once per commit, before the requests resolve. */
+    /** Called once per commit, before the requests resolve; what it throws does not fail them (they are committed). */
     private readonly committed: (sent: Sent[]) => void = () => undefined,
   ) {}
 
@@ -54,13 +54,22 @@ export class SendGroups {
   async submit(sender: Sender, messages: OutgoingMessage[]): Promise<SendOutcome[]> {
     if (!this.grouping) {
       const outcomes = await this.store.send(sender, messages, this.limits, this.clock.now());
-      this.committed([{ sender, messages, outcomes }]);
+      this.tell([{ sender, messages, outcomes }]);
       return outcomes;
     }
     return new Promise((resolve, reject) => {
       this.waiting.push({ sender, messages, resolve, reject });
       this.drain();
     });
+  }
+
+  private tell(sent: Sent[]): void {
+    try {
+      this.committed(sent);
+    } catch {
+      // Wake-ups are the only listener: a stream that misses one catches up
+      // at the next wake-up of its queue or when it reconnects.
+    }
   }
 
   private drain(): void {
@@ -80,7 +89,7 @@ export class SendGroups {
             const r = results[i]!;
             return r instanceof Error ? [] : [{ sender: p.sender, messages: p.messages, outcomes: r }];
           });
-          if (sent.length) this.committed(sent);
+          if (sent.length) this.tell(sent);
           results.forEach((r, i) => (r instanceof Error ? group[i]!.reject(r) : group[i]!.resolve(r)));
         })
         .catch((err: unknown) => group.forEach((p) => p.reject(err)))
