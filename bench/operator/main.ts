@@ -36,25 +36,10 @@ import { readMemory, startCluster, type Cluster, type Memory, type RunningOperat
 import { baselineRound, operatorRound, type RoundOptions, type RoundResult } from "./reconcile.js";
 import { runSwitchover, switchoverLines } from "./switchover.js";
 import { KINDS, type Kind } from "./workloads.js";
+import { envInt, envList } from "../support/env.js";
 
 const SECTIONS = ["reconcile", "memory", "switchover"] as const;
 type Section = (typeof SECTIONS)[number];
-
-function envList<T extends string>(name: string, all: readonly T[], fallback: readonly T[]): T[] {
-  const raw = process.env[name];
-  if (raw === undefined || raw.trim() === "") return [...fallback];
-  const items = [...new Set(raw.split(",").map((s) => s.trim()).filter(Boolean))];
-  for (const i of items) if (!all.includes(i as T)) throw new Error(`${name}: unknown value ${i} (known: ${all.join(", ")})`);
-  return items as T[];
-}
-
-function envInt(name: string, fallback: number, min = 1): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === "") return fallback;
-  const v = Number(raw);
-  if (!Number.isInteger(v) || v < min) throw new Error(`${name} must be an integer >= ${min}, got ${JSON.stringify(raw)}`);
-  return v;
-}
 
 function config() {
   const quick = process.env.BENCH_QUICK === "1";

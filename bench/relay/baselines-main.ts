@@ -27,6 +27,7 @@ import { fileURLToPath } from "node:url";
 
 import { runNatsBaseline, runPostgresBaseline, runRabbitBaseline } from "./baselines.js";
 import type { BaselineOptions } from "./baselines.js";
+import { envInt } from "../support/env.js";
 import { EMPTY_PERCENTILES, printTable } from "../support/stats.js";
 import type { BenchResult } from "../support/stats.js";
 
@@ -34,14 +35,6 @@ const RESULT_PREFIX = "BENCH_RESULT_JSON ";
 
 type Kind = "nats" | "postgres" | "rabbitmq";
 const KINDS: Kind[] = ["nats", "postgres", "rabbitmq"];
-
-function envInt(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === "") return fallback;
-  const v = Number(raw);
-  if (!Number.isInteger(v) || v < 1) throw new Error(`${name} must be a positive integer, got ${JSON.stringify(raw)}`);
-  return v;
-}
 
 function optionsFromEnv(kind: Kind): BaselineOptions {
   const url = { nats: process.env.BENCH_NATS_URL, postgres: process.env.BENCH_PG_URL, rabbitmq: process.env.BENCH_AMQP_URL }[kind];
@@ -62,17 +55,9 @@ function optionsFromEnv(kind: Kind): BaselineOptions {
   };
 }
 
-function envCount(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === "") return fallback;
-  const v = Number(raw);
-  if (!Number.isInteger(v) || v < 0) throw new Error(`${name} must be a non-negative integer, got ${JSON.stringify(raw)}`);
-  return v;
-}
-
 /** Unmeasured warm-up (JIT, connections, server caches), then the measured run. */
 async function runWarm(kind: Kind): Promise<BenchResult> {
-  const warmup = envCount("BENCH_WARMUP", 2000);
+  const warmup = envInt("BENCH_WARMUP", 2000, 0);
   if (warmup > 0) await runOne(kind, warmup);
   return runOne(kind);
 }

@@ -54,6 +54,7 @@ import { runNatsBaseline, runPostgresBaseline, runRabbitBaseline } from "./basel
 import type { BaselineOptions } from "./baselines.js";
 import { dropBenchDatabase, relayBenchName, runRelayBench } from "./relay-bench.js";
 import type { RelayBenchOptions, RelayBenchResult, SqlStat } from "./relay-bench.js";
+import { envInt, envList } from "../support/env.js";
 import { EMPTY_PERCENTILES, printTable } from "../support/stats.js";
 import type { BenchResult } from "../support/stats.js";
 
@@ -71,22 +72,6 @@ type Job =
   | { kind: BaselineKind; label: string; mode: Mode; opts: BaselineOptions; warmup: number };
 
 // -------------------------------------------------------------- environment
-
-function envInt(name: string, fallback: number, min = 1): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === "") return fallback;
-  const v = Number(raw);
-  if (!Number.isInteger(v) || v < min) throw new Error(`${name} must be an integer >= ${min}, got ${JSON.stringify(raw)}`);
-  return v;
-}
-
-function envList<T extends string>(name: string, all: readonly T[]): T[] {
-  const raw = process.env[name];
-  if (raw === undefined || raw.trim() === "") return [...all];
-  const items = [...new Set(raw.split(",").map((s) => s.trim()).filter(Boolean))];
-  for (const i of items) if (!all.includes(i as T)) throw new Error(`${name}: unknown value ${i} (known: ${all.join(", ")})`);
-  return items as T[];
-}
 
 function config() {
   const queueType = process.env.BENCH_RABBIT_QUEUE_TYPE;
