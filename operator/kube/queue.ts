@@ -7,6 +7,8 @@
  *   const q = new WorkQueue(async (key) => reconcile(key), { workers: 2 });
  *   q.add("RelayServer/ns/name");  q.stop();
  */
+import { Rechecks } from "./rechecks.js";
+
 export interface WorkQueueOptions {
   workers?: number;
   /** Retry delay after the first failure; doubles per consecutive failure. */
@@ -23,7 +25,7 @@ export class WorkQueue {
   /** Added while processing: requeue when done. */
   private readonly dirty = new Set<string>();
   private readonly failures = new Map<string, number>();
-  private readonly timers = new Map<string, NodeJS.Timeout>();
+  private readonly delayed = new Rechecks((key) => this.add(key));
   private readonly waiters: Array<() => void> = [];
   private stopped = false;
   private readonly workers: Promise<void>[];
@@ -50,20 +52,13 @@ export class WorkQueue {
 
   /** Adds the key after a delay (a later add() may bring it sooner). */
   addAfter(key: string, delayMs: number): void {
-    if (this.stopped || this.timers.has(key)) return;
-    const t = setTimeout(() => {
-      this.timers.delete(key);
-      this.add(key);
-    }, delayMs);
-    t.unref();
-    this.timers.set(key, t);
+    if (!this.stopped) this.delayed.after(key, delayMs);
   }
 
   /** Stops taking work; resolves when in-flight handlers finish. */
   async stop(): Promise<void> {
     this.stopped = true;
-    for (const t of this.timers.values()) clearTimeout(t);
-    this.timers.clear();
+    this.delayed.close();
     for (const w of this.waiters.splice(0)) w();
     await Promise.all(this.workers);
   }

@@ -77,4 +77,19 @@ describe("WorkQueue", () => {
     release();
     await q.stop();
   });
+
+  test("a key asked for later twice before its time runs once, after the delay", async () => {
+    const runs: string[] = [];
+    const q = new WorkQueue(async (key) => void runs.push(key));
+    const asked = Date.now();
+    q.addAfter("later", 30);
+    q.addAfter("later", 30);
+    await waitFor("the delayed key", () => runs.includes("later"));
+    assert.ok(Date.now() - asked >= 25, "not before its delay");
+    // A second delayed key, asked for after the first ran, runs too: nothing is left pending.
+    q.addAfter("sentinel", 10);
+    await waitFor("the sentinel", () => runs.includes("sentinel"));
+    await q.stop();
+    assert.deepEqual(runs, ["later", "sentinel"]);
+  });
 });
