@@ -37,7 +37,7 @@ export interface RelayCore {
   challengeTtlMs: number;
   tokens: TokenIssuer;
   metrics: RelayMetrics;
-  /** Wake-ups after a send, with the entries it committed (wake-ups.ts). */
+  /** Opens the wake-ups streams receive: the entries a commit carried (wake-ups.ts). */
   wakeUps: WakeUpCodec;
   /** Open fetch streams, so shutdown can end them. */
   sessions: Set<FetchSession>;
@@ -69,8 +69,8 @@ function toReceipt(o: SendOutcome): pb.SendReceipt {
 
 const address = (q: QueueRef) => ({ target: q.kind === "device" ? { $case: "deviceId" as const, value: q.id } : { $case: "identityId" as const, value: q.id } });
 
-/** Queues the messages; returns their receipts, unsigned, and the sender's device id. */
-async function send(core: RelayCore, ctx: CallContext, messages: OutgoingMessage[]): Promise<{ receipts: pb.SendReceipt[]; senderDeviceId: string }> {
+/** Queues the messages; returns their receipts, unsigned (the handlers sign). */
+async function send(core: RelayCore, ctx: CallContext, messages: OutgoingMessage[]): Promise<pb.SendReceipt[]> {
   const s = session(ctx);
   const sender = { deviceId: s.sub, identityId: s.idn };
   const started = performance.now();
@@ -85,7 +85,7 @@ async function send(core: RelayCore, ctx: CallContext, messages: OutgoingMessage
     core.metrics.sent.inc({ relay: core.relayId });
     for (const q of o.queued) core.metrics.queued.inc({ relay: core.relayId, kind: q.queue.kind });
   }
-  return { receipts: outcomes.map(toReceipt), senderDeviceId: sender.deviceId };
+  return outcomes.map(toReceipt);
 }
 
 /** Handlers for parley.v1.Relay. */
@@ -175,16 +175,15 @@ export function relayHandlers(core: RelayCore) {
     },
 
     send: async (req: pb.SendRequest, ctx: CallContext): Promise<pb.SendReceipt> => {
-      session(ctx);
-      const { receipts, senderDeviceId } = await send(core, ctx, [toOutgoing(req, core.limits)]);
-      const receipt = receipts[0]!;
-      return { ...receipt, relaySignature: relaySignature(core, receiptStatement(senderDeviceId, receipt)) };
+      const s = session(ctx);
+      const [receipt] = await send(core, ctx, [toOutgoing(req, core.limits)]);
+      return { ...receipt!, relaySignature: relaySignature(core, receiptStatement(s.sub, receipt!)) };
     },
 
     sendBatch: async (req: pb.SendBatchRequest, ctx: CallContext): Promise<pb.SendBatchResponse> => {
-      session(ctx);
-      const { receipts, senderDeviceId } = await send(core, ctx, toOutgoingBatch(req.messages, core.limits));
-      return { receipts, relaySignature: relaySignature(core, batchReceiptStatement(senderDeviceId, receipts)) };
+      const s = session(ctx);
+      const receipts = await send(core, ctx, toOutgoingBatch(req.messages, core.limits));
+      return { receipts, relaySignature: relaySignature(core, batchReceiptStatement(s.sub, receipts)) };
     },
 
     fetch: async (req: pb.FetchRequest, ctx: CallContext, stream: ServerWritableStream<pb.FetchRequest, pb.FetchEvent>): Promise<void> => {
