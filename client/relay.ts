@@ -16,6 +16,7 @@ import { ParleyClientError, fromServiceError, isRetryable } from "./errors.js";
 import { RelayVerificationError, checkRelaySignature } from "./verify.js";
 import { batchReceiptStatement, receiptStatement } from "../services/common/receipts.js";
 import { delay } from "./delay.js";
+import { SendStream } from "./send-stream.js";
 
 export interface DeviceCredentials {
   identityId: string;
@@ -31,6 +32,14 @@ export interface OutgoingMessage {
   /** Defaults to a random UUID; reuse it to resend without duplicating. */
   messageId?: string;
   contentType?: string;
+}
+
+/** Messages sent one by one on one SendStream call (RelayClient.sendStream). */
+export interface MessageStream {
+  /** Resolves once the relay has committed the message; rejects with its refusal. Safe to retry. */
+  send(message: OutgoingMessage): Promise<pb.SendReceipt>;
+  /** Waits for every message sent to settle, then ends the call. */
+  close(): Promise<void>;
 }
 
 export interface InboxMessage {
@@ -174,6 +183,22 @@ export class RelayClient {
     }
     checkRelaySignature(relay.key, relay.id, batchReceiptStatement(this.requireDevice().deviceId, res.receipts), res.relaySignature, what);
     return res.receipts;
+  }
+
+  /**
+   * A stream for sending many messages with many in flight (SendStream):
+   * each send() resolves once its message is committed. See send-stream.ts.
+   */
+  sendStream(): MessageStream {
+    const stream = new SendStream({
+      deviceId: this.requireDevice().deviceId,
+      open: async () => this.clients[this.current]!.sendStream(await this.metadata(true)),
+      rotate: () => this.rotate(),
+      forgetSession: () => (this.session = undefined),
+      relayKey: () => this.relayKey(),
+      retryBudgetMs: this.opts.retryBudgetMs ?? 20_000,
+    });
+    return { send: (message) => stream.send(toSendRequest(message)), close: () => stream.close() };
   }
 
   async ack(deviceSeq: number, identitySeq: number): Promise<number> {

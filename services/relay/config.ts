@@ -10,7 +10,7 @@ export const relayTuningSpec = {
   maxMessageBytes: option("--max-message-bytes", "PARLEY_RELAY_MAX_MESSAGE_BYTES", bytes(), 1024 * 1024, "Largest payload accepted"),
   maxQueueMessages: option("--max-queue-messages", "PARLEY_RELAY_MAX_QUEUE_MESSAGES", int({ min: 1 }), 100_000, "Quota: messages per queue"),
   maxQueueBytes: option("--max-queue-bytes", "PARLEY_RELAY_MAX_QUEUE_BYTES", bytes(), 1024 ** 3, "Quota: payload bytes per queue"),
-  maxBatchMessages: option("--max-batch-messages", "PARLEY_RELAY_MAX_BATCH_MESSAGES", int({ min: 1, max: 10_000 }), 1000, "Most messages in one SendBatch"),
+  maxBatchMessages: option("--max-batch-messages", "PARLEY_RELAY_MAX_BATCH_MESSAGES", int({ min: 1, max: 10_000 }), 1000, "Most messages in one SendBatch, and unsettled on one SendStream"),
   maxRecipients: option("--max-recipients", "PARLEY_RELAY_MAX_RECIPIENTS", int({ min: 1, max: 10_000 }), 1000, "Most recipients of one message"),
   sessionTtl: option("--session-ttl", "PARLEY_RELAY_SESSION_TTL", duration({ min: 1000 }), 15 * 60_000, "Lifetime of a session token"),
   challengeTtl: option("--challenge-ttl", "PARLEY_RELAY_CHALLENGE_TTL", duration({ min: 1000 }), 60_000, "Time to answer an authentication challenge"),

@@ -50,6 +50,11 @@ export class SendGroups {
     private readonly committed: (sent: Sent[]) => void = () => undefined,
   ) {}
 
+  /** True when requests commit in the order submitted (with grouping: one group at a time, in order). */
+  get commitsInOrder(): boolean {
+    return this.grouping && this.concurrency === 1;
+  }
+
   /** Resolves once the request is committed (or rejects with its own error). */
   async submit(sender: Sender, messages: OutgoingMessage[]): Promise<SendOutcome[]> {
     if (!this.grouping) {

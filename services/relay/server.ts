@@ -4,7 +4,7 @@
  * commit.
  */
 import { randomBytes } from "node:crypto";
-import type { ServerWritableStream } from "@grpc/grpc-js";
+import type { ServerDuplexStream, ServerWritableStream } from "@grpc/grpc-js";
 import type { Bus } from "../common/bus/types.js";
 import type { Clock } from "../common/clock.js";
 import { signBytes, Statements, verifyBytes } from "../common/crypto.js";
@@ -18,6 +18,7 @@ import { FetchSession } from "./delivery.js";
 import type { RelayKey } from "./keys.js";
 import type { RelayMetrics } from "./metrics.js";
 import type { SendGroups } from "./send-groups.js";
+import { SendStreamSession } from "./send-stream.js";
 import type { RelayStore } from "./store.js";
 import { suspendedSubject } from "./subjects.js";
 import type { WakeUpCodec } from "./wake-ups.js";
@@ -39,8 +40,8 @@ export interface RelayCore {
   metrics: RelayMetrics;
   /** Opens the wake-ups streams receive: the entries a commit carried (wake-ups.ts). */
   wakeUps: WakeUpCodec;
-  /** Open fetch streams, so shutdown can end them. */
-  sessions: Set<FetchSession>;
+  /** Open fetch and send streams, so shutdown can end them. */
+  sessions: Set<FetchSession | SendStreamSession>;
   purgeNow(cutoffMs: number): Promise<{ messages: number; bytes: number }>;
   /** Refuses a send before it is stored (workspace suspensions, see workspace-server.ts). */
   beforeSend?: (messages: OutgoingMessage[]) => Promise<void>;
@@ -69,12 +70,20 @@ function toReceipt(o: SendOutcome): pb.SendReceipt {
 
 const address = (q: QueueRef) => ({ target: q.kind === "device" ? { $case: "deviceId" as const, value: q.id } : { $case: "identityId" as const, value: q.id } });
 
-/** Queues the messages; returns their receipts, unsigned (the handlers sign). */
-async function send(core: RelayCore, ctx: CallContext, messages: OutgoingMessage[]): Promise<pb.SendReceipt[]> {
+const senderOf = (ctx: CallContext): Sender => {
   const s = session(ctx);
-  const sender = { deviceId: s.sub, identityId: s.idn };
-  const started = performance.now();
+  return { deviceId: s.sub, identityId: s.idn };
+};
+
+/** Queues the messages; returns their receipts, unsigned (the handlers sign). */
+async function send(core: RelayCore, sender: Sender, messages: OutgoingMessage[]): Promise<pb.SendReceipt[]> {
   await core.beforeSend?.(messages);
+  return commit(core, sender, messages);
+}
+
+/** send() after the gate: group commit, then metrics. */
+async function commit(core: RelayCore, sender: Sender, messages: OutgoingMessage[]): Promise<pb.SendReceipt[]> {
+  const started = performance.now();
   const outcomes = await core.sends.submit(sender, messages);
   core.metrics.sendSeconds.observe({ relay: core.relayId }, (performance.now() - started) / 1000);
   for (const o of outcomes) {
@@ -175,15 +184,36 @@ export function relayHandlers(core: RelayCore) {
     },
 
     send: async (req: pb.SendRequest, ctx: CallContext): Promise<pb.SendReceipt> => {
-      const s = session(ctx);
-      const [receipt] = await send(core, ctx, [toOutgoing(req, core.limits)]);
-      return { ...receipt!, relaySignature: relaySignature(core, receiptStatement(s.sub, receipt!)) };
+      const sender = senderOf(ctx);
+      const [receipt] = await send(core, sender, [toOutgoing(req, core.limits)]);
+      return { ...receipt!, relaySignature: relaySignature(core, receiptStatement(sender.deviceId, receipt!)) };
     },
 
     sendBatch: async (req: pb.SendBatchRequest, ctx: CallContext): Promise<pb.SendBatchResponse> => {
-      const s = session(ctx);
-      const receipts = await send(core, ctx, toOutgoingBatch(req.messages, core.limits));
-      return { receipts, relaySignature: relaySignature(core, batchReceiptStatement(s.sub, receipts)) };
+      const sender = senderOf(ctx);
+      const receipts = await send(core, sender, toOutgoingBatch(req.messages, core.limits));
+      return { receipts, relaySignature: relaySignature(core, batchReceiptStatement(sender.deviceId, receipts)) };
+    },
+
+    sendStream: async (ctx: CallContext, stream: ServerDuplexStream<pb.SendRequest, pb.SendStreamAck>): Promise<void> => {
+      const sender = senderOf(ctx);
+      const session = new SendStreamSession(
+        {
+          limits: core.limits,
+          gate: async (messages) => core.beforeSend?.(messages),
+          commit: (messages) => commit(core, sender, messages),
+          commitsInOrder: core.sends.commitsInOrder,
+          sign: (receipts) => relaySignature(core, batchReceiptStatement(sender.deviceId, receipts)),
+        },
+        stream,
+        ctx.signal,
+      );
+      core.sessions.add(session);
+      try {
+        await session.run();
+      } finally {
+        core.sessions.delete(session);
+      }
     },
 
     fetch: async (req: pb.FetchRequest, ctx: CallContext, stream: ServerWritableStream<pb.FetchRequest, pb.FetchEvent>): Promise<void> => {

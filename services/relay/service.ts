@@ -18,6 +18,7 @@ import type { Logger } from "../common/log.js";
 import { TokenIssuer, TokenVerifier } from "../common/tokens.js";
 import { RelayAdminService, RelayService as RelayServiceDefinition } from "../../generated/parley/v1/relay.js";
 import type { FetchSession } from "./delivery.js";
+import type { SendStreamSession } from "./send-stream.js";
 import type { RelayKey } from "./keys.js";
 import { registerStatsSource, relayMetrics } from "./metrics.js";
 import { relayMigrations } from "./migrations.js";
@@ -114,7 +115,7 @@ export class RelayService {
       tokens: new TokenIssuer(options.relayId, deps.key.privateKeyPem, deps.clock, options.sessionTtlMs),
       metrics,
       wakeUps,
-      sessions: new Set<FetchSession>(),
+      sessions: new Set<FetchSession | SendStreamSession>(),
       purgeNow: async (cutoffMs) => {
         const purged = await this.store.purgeOlderThan(cutoffMs);
         metrics.purged.inc({ relay: options.relayId, reason: "admin" }, purged.messages);
@@ -193,13 +194,13 @@ export class RelayService {
     return databaseReadiness(this.deps.pool, "relay database");
   }
 
-  /** Number of open fetch streams. */
+  /** Number of open fetch and send streams. */
   get openStreams(): number {
     return this.core.sessions.size;
   }
 
   /**
-   * Ends open fetch streams with UNAVAILABLE so their clients reconnect to
+   * Ends open fetch and send streams with UNAVAILABLE so their clients reconnect to
    * another instance, and stops background jobs. Unary calls in flight are
    * left to the gRPC server's graceful shutdown.
    */
