@@ -16,7 +16,8 @@
 // flight (Postgres: 256-row INSERTs), and adds a second relay row with the
 // same 256 messages outstanding in larger SendBatch calls (BENCH_LARGE_BATCH:
 // 2 x 128); single mode keeps BENCH_IN_FLIGHT Send calls (8 messages), so its
-// baselines run with 8 in flight.
+// baselines run with 8 in flight; stream mode adds a row to each: one
+// SendStream per sender with the same number of messages unsettled.
 //
 // Environment (all optional):
 //   BENCH_MESSAGES=60000 BENCH_PAYLOAD_BYTES=1024 BENCH_SENDERS=4 BENCH_RECEIVERS=4
@@ -25,7 +26,7 @@
 //     7,652-7,863 at 60k)
 //   BENCH_BATCH=32 BENCH_IN_FLIGHT=8 (requests per sender)
 //   BENCH_LARGE_BATCH=128         second batch row: SendBatch of 128, 256/128 = 2 in flight (0: no such row)
-//   BENCH_MODES=batch,single      relay modes (SendBatch / Send)
+//   BENCH_MODES=batch,single,stream  relay modes (SendBatch / Send / SendStream)
 //   BENCH_ONLY=relay,nats,postgres,rabbitmq
 //   BENCH_REPEAT=1                measured runs per row; the median (by msgs/s) is reported
 //   BENCH_WARMUP=2000             warm-up messages before each measured run (0: none)
@@ -65,7 +66,7 @@ const SECTION_END = "<!-- bench:relay:end -->";
 const CHILD_GRACE_MS = 15_000;
 
 type BaselineKind = "nats" | "postgres" | "rabbitmq";
-type Mode = "batch" | "single";
+type Mode = "batch" | "single" | "stream";
 
 type Job =
   | { kind: "relay"; label: string; mode: Mode; opts: RelayBenchOptions & { databaseName: string; pgUrl: string }; warmup: number }
@@ -86,7 +87,7 @@ function config() {
     batch: envInt("BENCH_BATCH", 32),
     inFlight: envInt("BENCH_IN_FLIGHT", 8),
     largeBatch: envInt("BENCH_LARGE_BATCH", 128, 0),
-    modes: envList<Mode>("BENCH_MODES", ["batch", "single"]),
+    modes: envList<Mode>("BENCH_MODES", ["batch", "single", "stream"]),
     only: envList("BENCH_ONLY", ["relay", "nats", "postgres", "rabbitmq"] as const),
     repeat: envInt("BENCH_REPEAT", 1),
     warmup: envInt("BENCH_WARMUP", 2000, 0),
@@ -106,23 +107,36 @@ function config() {
 }
 type Config = ReturnType<typeof config>;
 
+/**
+ * Workloads by messages outstanding per sender: batch mode's (BENCH_BATCH x
+ * BENCH_IN_FLIGHT = 256) and single mode's (BENCH_IN_FLIGHT = 8). Each has its
+ * relay rows (stream mode adds a SendStream row to each) and the baselines
+ * with the same number unacknowledged.
+ */
 function jobs(c: Config): Job[] {
-  const out: Job[] = [];
-  for (const mode of c.modes) {
-    const batchSize = mode === "batch" ? c.batch : 1;
-    const messagesInFlight = batchSize * c.inFlight;
+  type Shape = { mode: Mode; batchSize: number; inFlight: number };
+  const workloads: Array<{ messagesInFlight: number; shapes: Shape[] }> = [];
+  if (c.modes.includes("batch")) {
+    const messagesInFlight = c.batch * c.inFlight;
+    const shapes: Shape[] = [{ mode: "batch", batchSize: c.batch, inFlight: c.inFlight }];
     // The same messages outstanding per sender in fewer, larger requests.
-    const shapes = [{ batchSize, inFlight: c.inFlight }];
-    if (mode === "batch" && c.largeBatch > batchSize && messagesInFlight % c.largeBatch === 0) {
-      shapes.push({ batchSize: c.largeBatch, inFlight: messagesInFlight / c.largeBatch });
-    }
+    if (c.largeBatch > c.batch && messagesInFlight % c.largeBatch === 0) shapes.push({ mode: "batch", batchSize: c.largeBatch, inFlight: messagesInFlight / c.largeBatch });
+    workloads.push({ messagesInFlight, shapes });
+  }
+  if (c.modes.includes("single")) workloads.push({ messagesInFlight: c.inFlight, shapes: [{ mode: "single", batchSize: 1, inFlight: c.inFlight }] });
+  if (c.modes.includes("stream")) {
+    if (!workloads.length) workloads.push({ messagesInFlight: c.batch * c.inFlight, shapes: [] }, { messagesInFlight: c.inFlight, shapes: [] });
+    for (const w of workloads) w.shapes.push({ mode: "stream", batchSize: 1, inFlight: w.messagesInFlight });
+  }
+  const out: Job[] = [];
+  for (const { messagesInFlight, shapes } of workloads) {
     for (const shape of c.only.includes("relay") ? shapes : []) {
       const opts = {
         messages: c.messages,
         payloadBytes: c.payloadBytes,
         senders: c.senders,
         receivers: c.receivers,
-        mode,
+        mode: shape.mode,
         batchSize: shape.batchSize,
         inFlightPerSender: shape.inFlight,
         instances: c.instances,
@@ -135,7 +149,7 @@ function jobs(c: Config): Job[] {
         ...(c.cpuProfDir ? { cpuProfDir: c.cpuProfDir } : {}),
         ...(c.timeoutMs ? { timeoutMs: c.timeoutMs } : {}),
       };
-      out.push({ kind: "relay", label: relayBenchName(opts), mode, opts, warmup: c.warmup });
+      out.push({ kind: "relay", label: relayBenchName(opts), mode: shape.mode, opts, warmup: c.warmup });
     }
     for (const kind of ["nats", "postgres", "rabbitmq"] as const) {
       if (!c.only.includes(kind)) continue;
@@ -152,7 +166,7 @@ function jobs(c: Config): Job[] {
         ...(c.timeoutMs ? { timeoutMs: c.timeoutMs } : {}),
       };
       const name = { nats: "nats-jetstream", postgres: "postgres-batched", rabbitmq: `rabbitmq-${c.rabbitQueueType}` }[kind];
-      out.push({ kind, label: `${name}, ${messagesInFlight} in flight`, mode, opts, warmup: c.warmup });
+      out.push({ kind, label: `${name}, ${messagesInFlight} in flight`, mode: shapes[0]?.mode ?? "batch", opts, warmup: c.warmup });
     }
   }
   return out;

@@ -38,7 +38,7 @@ import { fileURLToPath } from "node:url";
 
 import pg from "pg";
 
-import { RelayClient, type DeviceCredentials, type InboxMessage, type OutgoingMessage } from "../../client/relay.js";
+import { RelayClient, type DeviceCredentials, type InboxMessage, type MessageStream, type OutgoingMessage } from "../../client/relay.js";
 import { generateKeyPair } from "../../services/common/crypto.js";
 import { LatencyRecorder, MiB, PeakRssSampler, findPidsByName, nowMs, readPayloadStamp } from "../support/stats.js";
 import type { BenchResult } from "../support/stats.js";
@@ -50,8 +50,8 @@ export type RelayBenchOptions = {
   payloadBytes: number;
   senders: number;
   receivers: number;
-  /** "batch": SendBatch of batchSize messages; "single": one Send per message. */
-  mode: "batch" | "single";
+  /** "batch": SendBatch of batchSize messages; "single": one Send per message; "stream": one SendStream per sender, a message at a time. */
+  mode: "batch" | "single" | "stream";
   /** Messages per SendBatch (batch mode; default 32). */
   batchSize?: number;
   /** Requests (Send or SendBatch calls) outstanding per sender. */
@@ -313,7 +313,7 @@ class Phase {
 
 // -------------------------------------------------------------------- bench
 
-type Party = { creds: DeviceCredentials; client: RelayClient; instance: number };
+type Party = { creds: DeviceCredentials; client: RelayClient; instance: number; stream?: MessageStream };
 
 function validate(o: RelayBenchOptions) {
   const int = (name: string, v: number, min: number) => {
@@ -334,7 +334,7 @@ function validate(o: RelayBenchOptions) {
   int("timeoutMs", timeoutMs, 1);
   const relayPoolSize = o.relayPoolSize ?? 10;
   int("relayPoolSize", relayPoolSize, 1);
-  if (o.mode !== "batch" && o.mode !== "single") throw new RangeError(`relay bench mode must be batch or single, got ${String(o.mode)}`);
+  if (o.mode !== "batch" && o.mode !== "single" && o.mode !== "stream") throw new RangeError(`relay bench mode must be batch, single or stream, got ${String(o.mode)}`);
   if (o.messages >= 2 ** 32) throw new RangeError("messages must be < 2^32");
   const databaseName = o.databaseName ?? `parley_bench_relay_${Date.now().toString(36)}_${randomBytes(4).toString("hex")}`;
   if (!/^[a-z_][a-z0-9_]*$/.test(databaseName)) throw new RangeError(`invalid database name ${databaseName}`);
@@ -342,6 +342,7 @@ function validate(o: RelayBenchOptions) {
 }
 
 export function relayBenchName(o: Pick<RelayBenchOptions, "mode" | "batchSize" | "inFlightPerSender">): string {
+  if (o.mode === "stream") return `relay, SendStream, ${o.inFlightPerSender} in flight`;
   return o.mode === "batch" ? `relay, SendBatch ${o.batchSize ?? 32} x ${o.inFlightPerSender} in flight` : `relay, Send x ${o.inFlightPerSender} in flight`;
 }
 
@@ -406,6 +407,7 @@ export async function runRelayBench(options: RelayBenchOptions): Promise<RelayBe
           return party;
         };
         for (let i = 0; i < o.senders; i++) senders.push(await make("s", i));
+        if (o.mode === "stream") for (const s of senders) s.stream = s.client.sendStream();
         for (let i = 0; i < o.receivers; i++) receivers.push(await make("r", i));
       } finally {
         registrar.close();
@@ -470,7 +472,8 @@ export async function runRelayBench(options: RelayBenchOptions): Promise<RelayBe
               }
               phase.requests++;
               totalRequests++;
-              const receipts = o.mode === "batch" ? await s.client.sendBatch(msgs) : [await s.client.send(msgs[0]!)];
+              const receipts =
+                o.mode === "batch" ? await s.client.sendBatch(msgs) : o.mode === "stream" ? [await s.stream!.send(msgs[0]!)] : [await s.client.send(msgs[0]!)];
               const ms = nowMs() - t;
               if (receipts.length !== n) throw new Error(`${receipts.length} receipts for ${n} messages`);
               for (const r of receipts) {
@@ -548,7 +551,7 @@ export async function runRelayBench(options: RelayBenchOptions): Promise<RelayBe
 
     const lost = measured.messages - measured.received;
     const notes = [
-      `${o.senders} senders x ${o.inFlightPerSender} ${o.mode === "batch" ? `SendBatch(${o.batchSize})` : "Send"} in flight (${o.inFlightPerSender * o.batchSize} msgs), ${o.receivers} receivers, ${o.instances} relay processes`,
+      `${o.senders} senders x ${o.inFlightPerSender} ${o.mode === "batch" ? `SendBatch(${o.batchSize})` : o.mode === "stream" ? "messages on one SendStream" : "Send"} in flight (${o.inFlightPerSender * o.batchSize} msgs), ${o.receivers} receivers, ${o.instances} relay processes`,
       `check by message id: ${measured.received}/${measured.messages} received, ${lost} lost, ${measured.duplicates} duplicates${measured.mismatched ? `, ${measured.mismatched} id/payload mismatches` : ""}${outOfOrder.count ? `, ${outOfOrder.count} out of order` : ""}${measured.duplicateReceipts ? `, ${measured.duplicateReceipts} duplicate receipts` : ""}${reconnects ? `, ${reconnects} stream reconnects` : ""}`,
       `all sends acked after ${((measured.sendsDoneMs - measured.startMs) / 1000).toFixed(2)} s, last message received after ${((measured.lastReceivedMs - measured.startMs) / 1000).toFixed(2)} s`,
       `relay DB after acks: ${left} entries left, ${sentRows} idempotency rows`,
@@ -572,6 +575,7 @@ export async function runRelayBench(options: RelayBenchOptions): Promise<RelayBe
     };
 
     // Stop the relays now so their SQL counts can be collected.
+    for (const s of senders) await s.stream?.close();
     for (const p of parties) p.client.close();
     await Promise.all(relays.map((r) => r.stop()));
     if (o.countSql) {
