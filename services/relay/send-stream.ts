@@ -190,6 +190,7 @@ export class SendStreamSession {
   private async roomForMore(): Promise<void> {
     while (
       !this.failed &&
+      !this.ending &&
       !this.signal.aborted &&
       (!this.clientReading || this.unsettled.length >= this.deps.limits.maxBatchMessages || this.unsettledBytes >= MAX_UNSETTLED_BYTES)
     ) {
