@@ -26,6 +26,11 @@ const PAGE = 256;
 // this many payload bytes (and at least one message): one stream write and
 // one HTTP/2 frame for many small messages, bounded for large ones.
 const BATCH_EVENT_BYTES = 256 * 1024;
+// How long entries past a gap wait for the wake-up that fills it before the
+// stream reads Postgres. A gap is usually a wake-up still on its way (two
+// instances' commits to one queue, published in the other order); reading at
+// once cost a Postgres read of up to PAGE entries for each such race.
+const GAP_WAIT_MS = 20;
 
 interface Cursor {
   queue: QueueRef;
@@ -35,6 +40,10 @@ interface Cursor {
   dirty: boolean;
   /** Committed entries that came with wake-ups, not sent yet (at most PAGE). */
   pushed: QueuedMessage[];
+  /** `pushed` starts past a gap and no wake-up came since it was looked at. */
+  stalled: boolean;
+  /** Reads Postgres when it fires, GAP_WAIT_MS after a gap was seen, unless the gap was filled. */
+  gapTimer?: NodeJS.Timeout;
 }
 
 export interface FetchDeps {
@@ -64,8 +73,8 @@ export class FetchSession {
     signal: AbortSignal,
   ) {
     this.cursors = [
-      { queue: { kind: "device", id: deviceId }, after: 0, dirty: true, pushed: [] },
-      { queue: { kind: "identity", id: identityId }, after: 0, dirty: true, pushed: [] },
+      { queue: { kind: "device", id: deviceId }, after: 0, dirty: true, pushed: [], stalled: false },
+      { queue: { kind: "identity", id: identityId }, after: 0, dirty: true, pushed: [], stalled: false },
     ];
     this.done = new Promise((resolve) => (this.finish = resolve));
     signal.addEventListener("abort", () => this.end(null));
@@ -127,6 +136,7 @@ export class FetchSession {
 
   private close(): void {
     for (const s of this.subs) s.unsubscribe();
+    for (const c of this.cursors) clearTimeout(c.gapTimer);
     this.stopReconnect?.();
     this.end(null);
   }
@@ -136,6 +146,7 @@ export class FetchSession {
     const entries = data?.length ? this.deps.wakeUps.pushedEntries(data) : undefined;
     if (entries && c.pushed.length + entries.length <= PAGE) c.pushed.push(...entries);
     else c.dirty = true;
+    c.stalled = false;
     void this.kick();
   }
 
@@ -165,6 +176,9 @@ export class FetchSession {
       let next: QueuedMessage[];
       if (c.dirty) {
         c.dirty = false;
+        c.stalled = false;
+        clearTimeout(c.gapTimer);
+        c.gapTimer = undefined;
         // Everything pushed so far is committed, so the read covers it;
         // what is pushed while it runs is kept.
         c.pushed = [];
@@ -174,15 +188,29 @@ export class FetchSession {
         this.deps.metrics.deliveryReads.inc({ relay: this.deps.relayId, source: "postgres" });
       } else {
         next = takeFollowing(c);
-        // A gap: an earlier commit's wake-up has not come (yet). Postgres has it.
+        // A gap: an earlier commit's wake-up has not come (yet). Postgres has
+        // it; read it unless the wake-up comes within GAP_WAIT_MS.
         if (!next.length) {
-          if (c.pushed.length) c.dirty = true;
+          if (c.pushed.length) this.awaitGap(c);
           continue;
         }
+        clearTimeout(c.gapTimer);
+        c.gapTimer = undefined;
         this.deps.metrics.deliveryReads.inc({ relay: this.deps.relayId, source: "wake-up" });
       }
       await this.send(c, next);
     }
+  }
+
+  private awaitGap(c: Cursor): void {
+    c.stalled = true;
+    // Not restarted by wake-ups that do not fill the gap: GAP_WAIT_MS after it was first seen, read.
+    c.gapTimer ??= setTimeout(() => {
+      c.gapTimer = undefined;
+      if (!c.pushed.length) return;
+      c.dirty = true;
+      void this.kick();
+    }, GAP_WAIT_MS);
   }
 
   private async send(c: Cursor, messages: QueuedMessage[]): Promise<void> {
@@ -203,7 +231,7 @@ export class FetchSession {
   }
 }
 
-const hasWork = (c: Cursor) => c.dirty || c.pushed.length > 0;
+const hasWork = (c: Cursor) => c.dirty || (c.pushed.length > 0 && !c.stalled);
 
 /**
  * Takes from c.pushed the run of entries that follows c.after without a gap;

@@ -123,4 +123,37 @@ describe("relay batch forms on the wire", () => {
     assert.deepEqual(got.map((m) => Buffer.from(m.payload).toString()), ["live-1", "live-2", "live-3", "live-4"]);
     assert.equal(got[3]!.seq, 4);
   });
+
+  it("holds entries past a lost wake-up briefly, then reads Postgres: nothing lost or reordered", async () => {
+    // The relay's own bus, losing the next wake-up on one subject (as across a NATS reconnect).
+    let lose: string | undefined;
+    const lossy = new Proxy(bus, {
+      get: (target, prop, receiver) =>
+        prop === "publish"
+          ? (subject: string, ...rest: unknown[]) => {
+              if (subject === lose) return void (lose = undefined);
+              return (target.publish as (...a: unknown[]) => unknown)(subject, ...rest);
+            }
+          : Reflect.get(target, prop, receiver),
+    });
+    const gapRelay = await h.relay({ databaseUrl: await h.database("relaywiregap"), bus: lossy, key, options: { relayId: "relay-gap" } });
+    const [sender, dave] = [await h.identityWithDevice([gapRelay.address], unique("s"), unique("s-dev")), await h.identityWithDevice([gapRelay.address], unique("dave"), unique("d-dev"))];
+    const got: InboxMessage[] = [];
+    const ctl = new AbortController();
+    let caughtUp!: () => void;
+    const backlogDone = new Promise<void>((r) => (caughtUp = r));
+    const inbox = h.client([gapRelay.address], dave).inbox((m) => void got.push(m), { follow: true, signal: ctl.signal, onBacklogComplete: () => caughtUp() });
+    h.defer(async () => {
+      ctl.abort();
+      await inbox;
+    });
+    await backlogDone;
+    const s = h.client([gapRelay.address], sender);
+    lose = wakeSubject("relay-gap", { kind: "device", id: dave.deviceId });
+    await s.send({ to: [{ deviceId: dave.deviceId }], payload: Buffer.from("lost wake-up") });
+    assert.equal(lose, undefined, "the first message's wake-up was lost");
+    await s.send({ to: [{ deviceId: dave.deviceId }], payload: Buffer.from("after the gap") });
+    await waitFor("both messages", () => got.length >= 2);
+    assert.deepEqual(got.map((m) => [m.seq, Buffer.from(m.payload).toString()]), [[1, "lost wake-up"], [2, "after the gap"]]);
+  });
 });
