@@ -102,12 +102,15 @@ export function malformedReason(message: unknown): string | undefined {
 /**
  * grpc-js answers undecodable bytes with a bare INTERNAL; decode inside the
  * handler instead, so the client gets INVALID_ARGUMENT and the reason.
+ * A handler may also write a response it encoded itself (a Buffer): it goes
+ * out as it is (the relay's Fetch events, see relay/queued-codec.ts).
  */
 function tolerantDefinition(definition: grpc.ServiceDefinition): grpc.ServiceDefinition {
   const out: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
   for (const [method, def] of Object.entries(definition)) {
     out[method] = {
       ...def,
+      responseSerialize: (value: unknown) => (Buffer.isBuffer(value) ? value : def.responseSerialize(value)),
       requestDeserialize: (bytes: Buffer) => {
         try {
           return def.requestDeserialize(bytes);

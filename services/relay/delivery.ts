@@ -16,6 +16,7 @@ import { FailedPreconditionError, UnavailableError } from "../common/errors.js";
 import { QueueKind } from "../../generated/parley/v1/common.js";
 import type { FetchEvent, FetchRequest, QueuedMessage } from "../../generated/parley/v1/relay.js";
 import type { RelayMetrics } from "./metrics.js";
+import { encodeMessagesEvent } from "./queued-codec.js";
 import type { RelayStore } from "./store.js";
 import { suspendedSubject, wakeSubject } from "./subjects.js";
 import type { QueueRef, StoredEntry } from "./types.js";
@@ -216,7 +217,7 @@ export class FetchSession {
   private async send(c: Cursor, messages: QueuedMessage[]): Promise<void> {
     for (const group of this.batched ? eventGroups(messages) : messages.map((m) => [m])) {
       if (this.ended !== undefined) return;
-      await this.write(this.batched ? { event: { $case: "messages", value: { messages: group } } } : { event: { $case: "message", value: group[0]! } });
+      await this.write(this.batched ? encodeMessagesEvent(group) : { event: { $case: "message", value: group[0]! } });
       c.after = group[group.length - 1]!.seq;
       const now = this.deps.clock.now();
       this.deps.metrics.delivered.inc({ relay: this.deps.relayId, kind: c.queue.kind }, group.length);
@@ -224,8 +225,9 @@ export class FetchSession {
     }
   }
 
-  private async write(event: FetchEvent): Promise<void> {
-    if (this.stream.write(event)) return;
+  /** An event, or one encoded here (the gRPC layer passes bytes through: common/grpc.ts). */
+  private async write(event: FetchEvent | Buffer): Promise<void> {
+    if (this.stream.write(event as FetchEvent)) return;
     // Respect the client's flow control instead of buffering without bound.
     await Promise.race([once(this.stream, "drain"), this.done]);
   }

@@ -15,6 +15,7 @@
 import { createHash, createHmac, createPrivateKey, createSecretKey, timingSafeEqual, type KeyObject } from "node:crypto";
 import { QueueKind } from "../../generated/parley/v1/common.js";
 import { QueuedMessages, type QueuedMessage } from "../../generated/parley/v1/relay.js";
+import { encodeQueuedMessages } from "./queued-codec.js";
 import { wakeSubject } from "./subjects.js";
 import type { Sent } from "./send-groups.js";
 import type { QueueRef } from "./types.js";
@@ -72,7 +73,7 @@ export class WakeUpCodec {
     }
     return [...perQueue].map(([subject, q]) => ({
       subject,
-      data: q.bytes > PUSH_BYTES ? new Uint8Array() : this.seal(QueuedMessages.encode({ messages: q.entries }).finish()),
+      data: q.bytes > PUSH_BYTES ? new Uint8Array() : this.seal(encodeQueuedMessages(q.entries, MAC_BYTES)),
     }));
   }
 
@@ -89,8 +90,10 @@ export class WakeUpCodec {
     }
   }
 
-  private seal(body: Uint8Array): Uint8Array {
-    return Buffer.concat([this.mac(body), body]);
+  /** Writes the MAC of what follows the first MAC_BYTES into them. */
+  private seal(sealed: Buffer): Uint8Array {
+    this.mac(sealed.subarray(MAC_BYTES)).copy(sealed, 0);
+    return sealed;
   }
 
   private mac(body: Uint8Array): Buffer {

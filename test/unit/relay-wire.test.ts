@@ -6,7 +6,9 @@ import { batchReceiptStatement, receiptStatement } from "../../services/common/r
 import { eventGroups, takeFollowing } from "../../services/relay/delivery.js";
 import type { StoredEntry } from "../../services/relay/types.js";
 import { WakeUpCodec } from "../../services/relay/wake-ups.js";
-import type { QueuedMessage, SendReceipt } from "../../generated/parley/v1/relay.js";
+import { FetchEvent, QueuedMessages, type QueuedMessage, type SendReceipt } from "../../generated/parley/v1/relay.js";
+import { QueueKind } from "../../generated/parley/v1/common.js";
+import { encodeMessagesEvent, encodeQueuedMessages } from "../../services/relay/queued-codec.js";
 
 const receipt = (messageId: string, seq: number): SendReceipt => ({
   messageId,
@@ -146,5 +148,43 @@ describe("sending pushed entries in order", () => {
     const gap = { after: 6, pushed: pushed(8, 9) };
     assert.deepEqual(takeFollowing(gap), []);
     assert.deepEqual(seqsOf(gap.pushed), [8, 9], "kept until a read from Postgres fills the gap");
+  });
+});
+
+describe("queued message encoding", () => {
+  const message = (over: Partial<QueuedMessage>): QueuedMessage => ({
+    queue: QueueKind.QUEUE_KIND_DEVICE,
+    seq: 1,
+    messageId: "m-1",
+    senderDeviceId: "alice-dev",
+    senderIdentityId: "alice",
+    payload: Buffer.from("hello"),
+    contentType: "text/plain",
+    enqueuedAtMs: 1_700_000_000_000,
+    ...over,
+  });
+  const cases: QueuedMessage[][] = [
+    [],
+    [message({})],
+    // Zero and empty fields are left out, as the generated encoder does.
+    [message({ queue: 0, seq: 0, messageId: "", senderDeviceId: "", senderIdentityId: "", payload: new Uint8Array(), contentType: "", enqueuedAtMs: 0 })],
+    // Sequences past 2^32 and 2^53 - 1, non-ASCII ids, payloads whose lengths need 2 and 3 varint bytes.
+    [message({ queue: QueueKind.QUEUE_KIND_IDENTITY, seq: 2 ** 32 + 5, messageId: "naïve-✓", payload: Buffer.alloc(300, 7) }), message({ seq: Number.MAX_SAFE_INTEGER, payload: Buffer.alloc(20_000, 9) })],
+  ];
+
+  it("writes the bytes the generated encoder writes, for a wake-up body and for a Fetch event", () => {
+    for (const messages of cases) {
+      assert.deepEqual(encodeQueuedMessages(messages), Buffer.from(QueuedMessages.encode({ messages }).finish()));
+      assert.deepEqual(encodeMessagesEvent(messages), Buffer.from(FetchEvent.encode({ event: { $case: "messages", value: { messages } } }).finish()));
+      assert.deepEqual(FetchEvent.decode(encodeMessagesEvent(messages)).event, { $case: "messages", value: { messages } });
+    }
+  });
+
+  it("leaves free bytes in front when asked, and falls back to the generated encoder for values it does not handle", () => {
+    const messages = cases[1]!;
+    const framed = encodeQueuedMessages(messages, 32);
+    assert.deepEqual(framed.subarray(32), Buffer.from(QueuedMessages.encode({ messages }).finish()));
+    const negative = [message({ enqueuedAtMs: -1 })];
+    assert.deepEqual(encodeQueuedMessages(negative, 4).subarray(4), Buffer.from(QueuedMessages.encode({ messages: negative }).finish()));
   });
 });
