@@ -48,6 +48,10 @@ describe("relay replication (in process)", () => {
     const bob = await h.identityWithDevice([a.address], unique("bob"), unique("b-dev"));
     const sender = h.client([a.address], alice);
     for (let i = 0; i < 20; i++) await sender.send({ messageId: `m${i}`, to: [{ deviceId: bob.deviceId }, { identityId: bob.identityId }], payload: Buffer.from(`hello ${i}`) });
+    // A replicating relay commits SendStream messages one at a time, in the order written.
+    const out = sender.sendStream();
+    await Promise.all(Array.from({ length: 5 }, (_, i) => out.send({ messageId: `s${i}`, to: [{ deviceId: bob.deviceId }], payload: Buffer.from(`streamed ${i}`) })));
+    await out.close();
     // A change larger than one stream message (1.6 MB once encoded) travels in parts.
     await sender.sendBatch(Array.from({ length: 20 }, (_, i) => ({ messageId: `big${i}`, to: [{ identityId: bob.identityId }], payload: Buffer.alloc(60_000, i) })));
     await adminA.purgeQueue({ identityId: bob.identityId });
@@ -60,9 +64,9 @@ describe("relay replication (in process)", () => {
     await wsAtA.directory()!.register(ws);
     await wsAtA.directory()!.setMember(ws, bob.identityId, "participant");
     const receiver = h.client([a.address], bob);
-    let n = 0;
-    await receiver.inbox(() => void n++, { follow: false, ack: false });
-    assert.equal(n, 20);
+    const ids: string[] = [];
+    await receiver.inbox((m) => void ids.push(m.messageId), { follow: false, ack: false });
+    assert.deepEqual(ids, [...Array.from({ length: 20 }, (_, i) => `m${i}`), ...Array.from({ length: 5 }, (_, i) => `s${i}`)]);
     // Ack half, so the secondary must apply deletes too.
     assert.equal(await receiver.ack(10, 0), 10);
 
