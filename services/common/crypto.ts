@@ -66,28 +66,47 @@ export function verifyBytes(publicKey: Uint8Array, data: Uint8Array, signature: 
   }
 }
 
+type Part = string | Uint8Array;
+
 /**
  * Length-prefixed concatenation, so ("ab","c") and ("a","bc") differ. Written
  * into one buffer: receipts build one statement per message.
  */
-export function statement(tag: string, ...parts: Array<string | Uint8Array>): Uint8Array {
-  let size = 4 + Buffer.byteLength(tag);
-  for (const part of parts) size += 4 + (typeof part === "string" ? Buffer.byteLength(part) : part.length);
-  const out = Buffer.alloc(size);
+export function statement(tag: string, ...parts: Part[]): Uint8Array {
+  return statements([[tag, ...parts]]);
+}
+
+/** statement() of each item, concatenated, in one buffer (a batch receipt hashes its receipts' statements at once). */
+export function statements(items: Part[][]): Uint8Array {
+  let size = 0;
+  for (const parts of items) for (const part of parts) size += 4 + (typeof part === "string" ? Buffer.byteLength(part) : part.length);
+  // Every byte is written below.
+  const out = Buffer.allocUnsafe(size);
   let at = 0;
-  for (const part of [tag, ...parts]) {
-    if (typeof part === "string") {
-      const n = out.write(part, at + 4, "utf8");
-      out.writeUInt32BE(n, at);
-      at += 4 + n;
-    } else {
-      out.writeUInt32BE(part.length, at);
-      out.set(part, at + 4);
-      at += 4 + part.length;
+  for (const parts of items) {
+    for (const part of parts) {
+      if (typeof part === "string") {
+        const n = out.write(part, at + 4, "utf8");
+        out.writeUInt32BE(n, at);
+        at += 4 + n;
+      } else {
+        out.writeUInt32BE(part.length, at);
+        out.set(part, at + 4);
+        at += 4 + part.length;
+      }
     }
   }
   return new Uint8Array(out.buffer, out.byteOffset, out.length);
 }
+
+/** The parts of a relay receipt's statement (Statements.relayReceipt). */
+export const relayReceiptParts = (senderDeviceId: string, messageId: string, acceptedAtMs: number, queued: string): Part[] => [
+  "parley.v1.relay-receipt",
+  senderDeviceId,
+  messageId,
+  String(acceptedAtMs),
+  queued,
+];
 
 /** What each party signs. Clients and servers build them with these only. */
 export const Statements = {
@@ -104,7 +123,7 @@ export const Statements = {
   relayRegistration: (kind: "identity" | "device", id: string, publicKey: Uint8Array) =>
     statement("parley.v1.relay-registration", kind, id, publicKey),
   relayReceipt: (senderDeviceId: string, messageId: string, acceptedAtMs: number, queued: string) =>
-    statement("parley.v1.relay-receipt", senderDeviceId, messageId, String(acceptedAtMs), queued),
+    statements([relayReceiptParts(senderDeviceId, messageId, acceptedAtMs, queued)]),
   /** Every receipt of one SendBatch answer (services/common/receipts.ts). */
   relayBatchReceipt: (senderDeviceId: string, count: number, receiptsDigest: Uint8Array) =>
     statement("parley.v1.relay-batch-receipt", senderDeviceId, String(count), receiptsDigest),

@@ -10,10 +10,10 @@
  * proven by the batch answer it came in.
  */
 import { createHash } from "node:crypto";
-import { Statements } from "./crypto.js";
+import { relayReceiptParts, statements, Statements } from "./crypto.js";
 import type { SendReceipt } from "../../generated/parley/v1/relay.js";
 
-export function receiptStatement(senderDeviceId: string, r: SendReceipt): Uint8Array {
+function receiptParts(senderDeviceId: string, r: SendReceipt) {
   const queued = r.queued
     .map((q) => {
       const t = q.queue?.target;
@@ -21,11 +21,15 @@ export function receiptStatement(senderDeviceId: string, r: SendReceipt): Uint8A
       return `${kind}:${t?.value ?? ""}:${q.seq}`;
     })
     .join(",");
-  return Statements.relayReceipt(senderDeviceId, r.messageId, r.acceptedAtMs, queued);
+  return relayReceiptParts(senderDeviceId, r.messageId, r.acceptedAtMs, queued);
 }
 
+export function receiptStatement(senderDeviceId: string, r: SendReceipt): Uint8Array {
+  return statements([receiptParts(senderDeviceId, r)]);
+}
+
+/** The digest covers each receipt's statement, in order: hashed as one buffer of all of them. */
 export function batchReceiptStatement(senderDeviceId: string, receipts: SendReceipt[]): Uint8Array {
-  const digest = createHash("sha256");
-  for (const r of receipts) digest.update(receiptStatement(senderDeviceId, r));
-  return Statements.relayBatchReceipt(senderDeviceId, receipts.length, digest.digest());
+  const digest = createHash("sha256").update(statements(receipts.map((r) => receiptParts(senderDeviceId, r)))).digest();
+  return Statements.relayBatchReceipt(senderDeviceId, receipts.length, digest);
 }

@@ -1,5 +1,6 @@
 /** What the relay puts on the wire for batches (one signature per SendBatch answer, grouped Fetch events) and on the bus (wake-ups with entries). */
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { describe, it } from "node:test";
 import { generateKeyPair, signBytes, verifyBytes } from "../../services/common/crypto.js";
 import { batchReceiptStatement, receiptStatement } from "../../services/common/receipts.js";
@@ -23,6 +24,24 @@ describe("batch receipts", () => {
   const receipts = [receipt("m1", 1), receipt("m2", 2), receipt("m3", 3)];
   const signature = signBytes(relay.privateKeyPem, batchReceiptStatement("alice-dev", receipts));
   const verifies = (sender: string, rs: SendReceipt[]) => verifyBytes(relay.publicKey, batchReceiptStatement(sender, rs), signature);
+
+  it("states the sender, the count and a SHA-256 over each receipt's length-prefixed statement, in order", () => {
+    const field = (v: string | Uint8Array) => {
+      const bytes = typeof v === "string" ? Buffer.from(v) : Buffer.from(v);
+      const len = Buffer.alloc(4);
+      len.writeUInt32BE(bytes.length);
+      return Buffer.concat([len, bytes]);
+    };
+    const receiptBytes = (r: SendReceipt) =>
+      Buffer.concat(["parley.v1.relay-receipt", "alice-dev", r.messageId, String(r.acceptedAtMs), `device:bob-dev:${r.queued[0]!.seq}`].map(field));
+    const digest = createHash("sha256");
+    for (const r of receipts) {
+      assert.deepEqual(Buffer.from(receiptStatement("alice-dev", r)), receiptBytes(r));
+      digest.update(receiptBytes(r));
+    }
+    const expected = Buffer.concat(["parley.v1.relay-batch-receipt", "alice-dev", "3", digest.digest()].map(field));
+    assert.deepEqual(Buffer.from(batchReceiptStatement("alice-dev", receipts)), expected);
+  });
 
   it("one signature proves every receipt of the answer", () => {
     assert.ok(verifies("alice-dev", receipts.map((r) => structuredClone(r))));
