@@ -16,7 +16,7 @@ import { FailedPreconditionError, UnavailableError } from "../common/errors.js";
 import { QueueKind } from "../../generated/parley/v1/common.js";
 import type { FetchEvent, FetchRequest, QueuedMessage } from "../../generated/parley/v1/relay.js";
 import type { RelayMetrics } from "./metrics.js";
-import { encodeMessagesEvent } from "./queued-codec.js";
+import { encodeEntry, messageEvent, messagesEvent, type EncodedEntry } from "./queued-codec.js";
 import type { RelayStore } from "./store.js";
 import { suspendedSubject, wakeSubject } from "./subjects.js";
 import type { QueueRef, StoredEntry } from "./types.js";
@@ -40,7 +40,7 @@ interface Cursor {
   /** Postgres may hold entries after `after` that are not in `pushed`: read it. */
   dirty: boolean;
   /** Committed entries that came with wake-ups, not sent yet (at most PAGE). */
-  pushed: QueuedMessage[];
+  pushed: EncodedEntry[];
   /** `pushed` starts past a gap and no wake-up came since it was looked at. */
   stalled: boolean;
   /** Reads Postgres when it fires, GAP_WAIT_MS after a gap was seen, unless the gap was filled. */
@@ -174,7 +174,7 @@ export class FetchSession {
     for (;;) {
       const c = this.cursors.find(hasWork);
       if (!c || this.ended !== undefined) return;
-      let next: QueuedMessage[];
+      let next: EncodedEntry[];
       if (c.dirty) {
         c.dirty = false;
         c.stalled = false;
@@ -185,7 +185,7 @@ export class FetchSession {
         c.pushed = [];
         const entries = await this.deps.store.readEntries(c.queue, c.after, PAGE);
         if (entries.length === PAGE) c.dirty = true;
-        next = entries.map(toMessage);
+        next = entries.map((e) => encodeEntry(toMessage(e)));
         this.deps.metrics.deliveryReads.inc({ relay: this.deps.relayId, source: "postgres" });
       } else {
         next = takeFollowing(c);
@@ -214,10 +214,10 @@ export class FetchSession {
     }, GAP_WAIT_MS);
   }
 
-  private async send(c: Cursor, messages: QueuedMessage[]): Promise<void> {
-    for (const group of this.batched ? eventGroups(messages) : messages.map((m) => [m])) {
+  private async send(c: Cursor, entries: EncodedEntry[]): Promise<void> {
+    for (const group of this.batched ? eventGroups(entries) : entries.map((e) => [e])) {
       if (this.ended !== undefined) return;
-      await this.write(this.batched ? encodeMessagesEvent(group) : { event: { $case: "message", value: group[0]! } });
+      await this.write(this.batched ? messagesEvent(group) : messageEvent(group[0]!));
       c.after = group[group.length - 1]!.seq;
       const now = this.deps.clock.now();
       this.deps.metrics.delivered.inc({ relay: this.deps.relayId, kind: c.queue.kind }, group.length);
@@ -240,7 +240,7 @@ const hasWork = (c: Cursor) => c.dirty || (c.pushed.length > 0 && !c.stalled);
  * drops what was sent already. Wake-ups can arrive out of commit order (two
  * relay instances, two transactions of one), so the buffer is sorted first.
  */
-export function takeFollowing(c: Pick<Cursor, "after" | "pushed">): QueuedMessage[] {
+export function takeFollowing<T extends { seq: number }>(c: { after: number; pushed: T[] }): T[] {
   c.pushed.sort((a, b) => a.seq - b.seq);
   let start = 0;
   while (start < c.pushed.length && c.pushed[start]!.seq <= c.after) start++;
@@ -252,16 +252,16 @@ export function takeFollowing(c: Pick<Cursor, "after" | "pushed">): QueuedMessag
 }
 
 /** Consecutive runs of messages of at most BATCH_EVENT_BYTES of payload (at least one message each). */
-export function eventGroups<T extends { payload: Uint8Array }>(entries: T[]): T[][] {
+export function eventGroups<T extends { payloadBytes: number }>(entries: T[]): T[][] {
   const groups: T[][] = [];
   let bytes = Infinity;
   for (const e of entries) {
-    if (bytes + e.payload.length > BATCH_EVENT_BYTES) {
+    if (bytes + e.payloadBytes > BATCH_EVENT_BYTES) {
       groups.push([]);
       bytes = 0;
     }
     groups[groups.length - 1]!.push(e);
-    bytes += e.payload.length;
+    bytes += e.payloadBytes;
   }
   return groups;
 }

@@ -1,11 +1,18 @@
 /**
- * Protobuf encoding of queued messages into one buffer of the exact size.
+ * Protobuf encoding of queued messages into buffers of the exact size, and
+ * entries that travel encoded from a wake-up body to a Fetch event.
+ *
  * The generated encoder grows its buffer by copying and copies once more for
  * each nested message; for wake-up bodies and Fetch events, which are mostly
  * payload bytes, that was most of their cost (bench/relay profiles). The
  * bytes are the same as the generated encoder's (unit test).
+ *
+ * A stream sends the entries a wake-up carries as they came: a wake-up body
+ * (QueuedMessages) is a run of encoded QueuedMessage, and so is the body of
+ * a FetchEvent.messages. Only the fields delivery needs are read from them
+ * (EncodedEntry); nothing is decoded into objects or encoded again.
  */
-import { FetchEvent, QueuedMessages, type QueuedMessage } from "../../generated/parley/v1/relay.js";
+import { QueuedMessage, QueuedMessages } from "../../generated/parley/v1/relay.js";
 
 const TAG_QUEUE = 0x08;
 const TAG_SEQ = 0x10;
@@ -17,6 +24,7 @@ const TAG_CONTENT_TYPE = 0x3a;
 const TAG_ENQUEUED_AT = 0x40;
 /** QueuedMessages.messages, and FetchEvent.messages. */
 const TAG_LIST_ITEM = 0x0a;
+const TAG_EVENT_MESSAGE = 0x0a;
 const TAG_EVENT_MESSAGES = 0x1a;
 
 function varintSize(n: number): number {
@@ -94,7 +102,7 @@ function writeMessage(buf: Buffer, pos: number, { m, strings }: Sized): number {
   return pos;
 }
 
-/** QueuedMessages, plus `reserve` bytes left free at the front. */
+/** QueuedMessages, after reserve(bodySize) bytes left free at the front. */
 function encodeList(messages: QueuedMessage[], reserve: (bodySize: number) => number): { buf: Buffer; start: number; bodySize: number } | undefined {
   const sized: Sized[] = [];
   let bodySize = 0;
@@ -125,11 +133,103 @@ export function encodeQueuedMessages(messages: QueuedMessage[], front = 0): Buff
   return buf;
 }
 
-/** FetchEvent.encode({ event: { $case: "messages", ... } }), in one allocation: what a Fetch stream writes. */
-export function encodeMessagesEvent(messages: QueuedMessage[]): Buffer {
-  const out = encodeList(messages, (bodySize) => 1 + varintSize(bodySize));
-  if (!out) return Buffer.from(FetchEvent.encode({ event: { $case: "messages", value: { messages } } }).finish());
-  out.buf[0] = TAG_EVENT_MESSAGES;
-  writeVarint(out.buf, 1, out.bodySize);
-  return out.buf;
+/** A queued message as it travels: its encoding, and what delivery reads from it. */
+export interface EncodedEntry {
+  seq: number;
+  enqueuedAtMs: number;
+  payloadBytes: number;
+  /** QueuedMessage.encode() of it. */
+  bytes: Uint8Array;
+}
+
+/** A message read from Postgres, encoded once. */
+export function encodeEntry(m: QueuedMessage): EncodedEntry {
+  const sized = measure(m);
+  let bytes: Uint8Array;
+  if (sized) {
+    const buf = Buffer.allocUnsafe(sized.size);
+    writeMessage(buf, 0, sized);
+    bytes = buf;
+  } else {
+    bytes = QueuedMessage.encode(m).finish();
+  }
+  return { seq: m.seq, enqueuedAtMs: m.enqueuedAtMs, payloadBytes: m.payload.length, bytes };
+}
+
+/** Reads a varint at pos; undefined past end or beyond 2^53. */
+function readVarint(buf: Uint8Array, pos: number, end: number): [value: number, next: number] | undefined {
+  let value = 0;
+  let scale = 1;
+  for (let i = pos; i < end && i < pos + 8; i++) {
+    const b = buf[i]!;
+    value += (b & 0x7f) * scale;
+    if (b < 0x80) return [value, i + 1];
+    scale *= 0x80;
+  }
+  return undefined;
+}
+
+/** The entries of an encoded QueuedMessages (a wake-up body); undefined when it is not one. */
+export function readEntries(body: Uint8Array): EncodedEntry[] | undefined {
+  const entries: EncodedEntry[] = [];
+  let pos = 0;
+  while (pos < body.length) {
+    if (body[pos] !== TAG_LIST_ITEM) return undefined;
+    const len = readVarint(body, pos + 1, body.length);
+    if (!len || len[1] + len[0] > body.length) return undefined;
+    const [size, start] = len;
+    const entry = readEntry(body.subarray(start, start + size));
+    if (!entry) return undefined;
+    entries.push(entry);
+    pos = start + size;
+  }
+  return entries;
+}
+
+function readEntry(bytes: Uint8Array): EncodedEntry | undefined {
+  const entry: EncodedEntry = { seq: 0, enqueuedAtMs: 0, payloadBytes: 0, bytes };
+  let pos = 0;
+  while (pos < bytes.length) {
+    const tag = readVarint(bytes, pos, bytes.length);
+    if (!tag) return undefined;
+    const wireType = tag[0] & 7;
+    const value = readVarint(bytes, tag[1], bytes.length);
+    if (!value) return undefined;
+    if (wireType === 0) {
+      if (tag[0] === TAG_SEQ) entry.seq = value[0];
+      else if (tag[0] === TAG_ENQUEUED_AT) entry.enqueuedAtMs = value[0];
+      pos = value[1];
+    } else if (wireType === 2) {
+      if (value[1] + value[0] > bytes.length) return undefined;
+      if (tag[0] === TAG_PAYLOAD) entry.payloadBytes = value[0];
+      pos = value[1] + value[0];
+    } else {
+      return undefined;
+    }
+  }
+  return entry;
+}
+
+/** FetchEvent { messages } of the entries, in one allocation: what a Fetch stream writes to a batched client. */
+export function messagesEvent(entries: EncodedEntry[]): Buffer {
+  let bodySize = 0;
+  for (const e of entries) bodySize += 1 + varintSize(e.bytes.length) + e.bytes.length;
+  const buf = Buffer.allocUnsafe(1 + varintSize(bodySize) + bodySize);
+  buf[0] = TAG_EVENT_MESSAGES;
+  let pos = writeVarint(buf, 1, bodySize);
+  for (const e of entries) {
+    buf[pos++] = TAG_LIST_ITEM;
+    pos = writeVarint(buf, pos, e.bytes.length);
+    buf.set(e.bytes, pos);
+    pos += e.bytes.length;
+  }
+  return buf;
+}
+
+/** FetchEvent { message } of one entry: for a client that reads one message per event. */
+export function messageEvent(e: EncodedEntry): Buffer {
+  const buf = Buffer.allocUnsafe(1 + varintSize(e.bytes.length) + e.bytes.length);
+  buf[0] = TAG_EVENT_MESSAGE;
+  buf.set(e.bytes, writeVarint(buf, 1, e.bytes.length));
+  return buf;
 }

@@ -14,8 +14,8 @@
  */
 import { createHash, createHmac, createPrivateKey, createSecretKey, timingSafeEqual, type KeyObject } from "node:crypto";
 import { QueueKind } from "../../generated/parley/v1/common.js";
-import { QueuedMessages, type QueuedMessage } from "../../generated/parley/v1/relay.js";
-import { encodeQueuedMessages } from "./queued-codec.js";
+import type { QueuedMessage } from "../../generated/parley/v1/relay.js";
+import { encodeQueuedMessages, readEntries, type EncodedEntry } from "./queued-codec.js";
 import { wakeSubject } from "./subjects.js";
 import type { Sent } from "./send-groups.js";
 import type { QueueRef } from "./types.js";
@@ -77,17 +77,13 @@ export class WakeUpCodec {
     }));
   }
 
-  /** The entries a wake-up carries; undefined for a plain wake-up, or a body that does not verify or decode. */
-  pushedEntries(data: Uint8Array): QueuedMessage[] | undefined {
+  /** The entries a wake-up carries, as encoded; undefined for a plain wake-up, or a body that does not verify or parse. */
+  pushedEntries(data: Uint8Array): EncodedEntry[] | undefined {
     if (data.length <= MAC_BYTES) return undefined;
     const body = data.subarray(MAC_BYTES);
     if (!timingSafeEqual(data.subarray(0, MAC_BYTES), this.mac(body))) return undefined;
-    try {
-      const { messages } = QueuedMessages.decode(body);
-      return messages.length ? messages : undefined;
-    } catch {
-      return undefined;
-    }
+    const entries = readEntries(body);
+    return entries?.length ? entries : undefined;
   }
 
   /** Writes the MAC of what follows the first MAC_BYTES into them. */

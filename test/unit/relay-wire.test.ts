@@ -5,11 +5,10 @@ import { describe, it } from "node:test";
 import { generateKeyPair, signBytes, verifyBytes } from "../../services/common/crypto.js";
 import { batchReceiptStatement, receiptStatement } from "../../services/common/receipts.js";
 import { eventGroups, takeFollowing } from "../../services/relay/delivery.js";
-import type { StoredEntry } from "../../services/relay/types.js";
 import { WakeUpCodec } from "../../services/relay/wake-ups.js";
-import { FetchEvent, QueuedMessages, type QueuedMessage, type SendReceipt } from "../../generated/parley/v1/relay.js";
+import { FetchEvent, QueuedMessage, QueuedMessages, type SendReceipt } from "../../generated/parley/v1/relay.js";
 import { QueueKind } from "../../generated/parley/v1/common.js";
-import { encodeMessagesEvent, encodeQueuedMessages } from "../../services/relay/queued-codec.js";
+import { encodeEntry, encodeQueuedMessages, messageEvent, messagesEvent, readEntries } from "../../services/relay/queued-codec.js";
 
 const receipt = (messageId: string, seq: number): SendReceipt => ({
   messageId,
@@ -73,18 +72,8 @@ describe("batch receipts", () => {
 });
 
 describe("batched Fetch events", () => {
-  const entry = (seq: number, bytes: number): StoredEntry => ({
-    kind: "device",
-    queueId: "bob-dev",
-    seq,
-    messageId: `m${seq}`,
-    senderDevice: "alice-dev",
-    senderIdentity: "alice",
-    contentType: "",
-    payload: new Uint8Array(bytes),
-    enqueuedAtMs: 0,
-  });
-  const seqs = (groups: StoredEntry[][]) => groups.map((g) => g.map((e) => e.seq));
+  const entry = (seq: number, payloadBytes: number) => ({ seq, payloadBytes });
+  const seqs = (groups: Array<Array<{ seq: number }>>) => groups.map((g) => g.map((e) => e.seq));
 
   it("puts small messages of one read in one event, in order", () => {
     assert.deepEqual(seqs(eventGroups([1, 2, 3, 4].map((s) => entry(s, 1024)))), [[1, 2, 3, 4]]);
@@ -122,7 +111,7 @@ describe("wake-ups that carry the entries", () => {
       { sender: carol, messages: [message("c1", "four")], outcomes: [outcome("c1", 8, 12)] },
     ]);
     assert.equal(wakes.length, 2);
-    const bobs = codec.pushedEntries(wakes.find((w) => w.subject.includes(".wake.device."))!.data)!;
+    const bobs = codec.pushedEntries(wakes.find((w) => w.subject.includes(".wake.device."))!.data)!.map((e) => QueuedMessage.decode(e.bytes));
     assert.deepEqual(bobs.map((m) => [m.seq, m.messageId, Buffer.from(m.payload).toString(), m.senderDeviceId, m.enqueuedAtMs]), [
       [5, "m1", "one", "alice-dev", 1000],
       [7, "m3", "three", "alice-dev", 1000],
@@ -151,8 +140,8 @@ describe("wake-ups that carry the entries", () => {
 });
 
 describe("sending pushed entries in order", () => {
-  const pushed = (...seqs: number[]) => seqs.map((seq) => ({ seq }) as QueuedMessage);
-  const seqsOf = (ms: QueuedMessage[]) => ms.map((m) => m.seq);
+  const pushed = (...seqs: number[]) => seqs.map((seq) => ({ seq }));
+  const seqsOf = (ms: Array<{ seq: number }>) => ms.map((m) => m.seq);
 
   it("takes the run that follows what was sent, sorting wake-ups that came out of commit order", () => {
     const c = { after: 4, pushed: pushed(7, 5, 6) };
@@ -191,12 +180,28 @@ describe("queued message encoding", () => {
     [message({ queue: QueueKind.QUEUE_KIND_IDENTITY, seq: 2 ** 32 + 5, messageId: "naïve-✓", payload: Buffer.alloc(300, 7) }), message({ seq: Number.MAX_SAFE_INTEGER, payload: Buffer.alloc(20_000, 9) })],
   ];
 
-  it("writes the bytes the generated encoder writes, for a wake-up body and for a Fetch event", () => {
+  it("writes the bytes the generated encoder writes, for a wake-up body and for Fetch events", () => {
     for (const messages of cases) {
-      assert.deepEqual(encodeQueuedMessages(messages), Buffer.from(QueuedMessages.encode({ messages }).finish()));
-      assert.deepEqual(encodeMessagesEvent(messages), Buffer.from(FetchEvent.encode({ event: { $case: "messages", value: { messages } } }).finish()));
-      assert.deepEqual(FetchEvent.decode(encodeMessagesEvent(messages)).event, { $case: "messages", value: { messages } });
+      const body = encodeQueuedMessages(messages);
+      assert.deepEqual(body, Buffer.from(QueuedMessages.encode({ messages }).finish()));
+      const entries = messages.map(encodeEntry);
+      assert.deepEqual(messagesEvent(entries), Buffer.from(FetchEvent.encode({ event: { $case: "messages", value: { messages } } }).finish()));
+      assert.deepEqual(FetchEvent.decode(messagesEvent(entries)).event, { $case: "messages", value: { messages } });
+      messages.forEach((m, i) => assert.deepEqual(messageEvent(entries[i]!), Buffer.from(FetchEvent.encode({ event: { $case: "message", value: m } }).finish())));
+      // A wake-up body read back: each entry's own bytes, and what delivery needs from it.
+      const read = readEntries(body)!;
+      assert.deepEqual(read.map((e) => Buffer.from(e.bytes)), messages.map((m) => Buffer.from(QueuedMessage.encode(m).finish())));
+      assert.deepEqual(read.map(({ seq, enqueuedAtMs, payloadBytes }) => ({ seq, enqueuedAtMs, payloadBytes })), messages.map((m) => ({ seq: m.seq, enqueuedAtMs: m.enqueuedAtMs, payloadBytes: m.payload.length })));
     }
+  });
+
+  it("reads no entries from a body that is not QueuedMessages", () => {
+    const body = encodeQueuedMessages(cases[3]!);
+    assert.equal(readEntries(body.subarray(0, body.length - 1)), undefined, "cut short");
+    assert.equal(readEntries(Buffer.concat([body, Buffer.from([0x12, 0x00])])), undefined, "another field");
+    assert.equal(readEntries(Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01])), undefined, "a length past 2^53");
+    assert.equal(readEntries(Buffer.from([0x0a, 0x02, 0x0d, 0x00])), undefined, "a fixed32 field (wire type 5)");
+    assert.deepEqual(readEntries(new Uint8Array()), []);
   });
 
   it("leaves free bytes in front when asked, and falls back to the generated encoder for values it does not handle", () => {
