@@ -143,6 +143,19 @@ describe("relay SendStream", () => {
     assert.deepEqual((await drainBob()).map((m) => Buffer.from(m.payload).toString()), ["sdk 1", "sdk 2"]);
   });
 
+  it("takes a stream with more messages in flight than a relay holds unsettled: it reads on as they settle", async () => {
+    const small = await h.relay({ databaseUrl: await h.database("relaysendstreamsmall"), bus, key, options: { limits: { ...LIMITS, maxBatchMessages: 3 } } });
+    const [s, r] = [await h.identityWithDevice([small.address], unique("s"), unique("s-dev")), await h.identityWithDevice([small.address], unique("r"), unique("r-dev"))];
+    const out = h.client([small.address], s).sendStream();
+    const ids = Array.from({ length: 40 }, () => unique("m"));
+    const receipts = await Promise.all(ids.map((messageId) => out.send({ messageId, to: [{ deviceId: r.deviceId }], payload: Buffer.from(messageId) })));
+    await out.close();
+    assert.deepEqual(receipts.map((x) => x.messageId), ids);
+    const got: InboxMessage[] = [];
+    await h.client([small.address], r).inbox((m) => void got.push(m), { follow: false });
+    assert.deepEqual(got.map((m) => m.messageId), ids, "all queued, in the order written");
+  });
+
   it("fails over when its relay shuts down mid-stream: every send resolves, nothing is lost or queued twice", async () => {
     const sender: RelayClient = h.client([a.address, b.address], alice);
     const out = sender.sendStream();
