@@ -409,7 +409,8 @@ async function main(): Promise<void> {
         `(one device each, message i to receiver i mod ${c.receivers}); relay: ${c.instances} relay processes on one fresh Postgres database + NATS, ` +
         `senders and receivers spread over them, receivers on inbox({follow: true}); ` +
         `${c.inFlight} requests in flight per sender (SendBatch of ${c.batch}, or Send)` +
-        `${c.largeBatch ? `, and ${(c.batch * c.inFlight) / c.largeBatch} SendBatch of ${c.largeBatch} (the same messages outstanding)` : ""}; baselines with the same number of unacknowledged messages per sender ` +
+        `${c.largeBatch ? `, and ${(c.batch * c.inFlight) / c.largeBatch} SendBatch of ${c.largeBatch} (the same messages outstanding)` : ""}` +
+        `${c.modes.includes("stream") ? `; SendStream: one stream per sender with as many messages unsettled as the other rows of its workload` : ""}; baselines with the same number of unacknowledged messages per sender ` +
         `and ${c.receivers} consumers; ${c.warmup} warm-up messages before each measured run; ${c.repeat} run(s) per row${c.repeat > 1 ? " (median by msgs/s)" : ""}.`,
       "",
       md,

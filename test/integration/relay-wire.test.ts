@@ -9,7 +9,7 @@ import { registry } from "../../services/common/metrics.js";
 import { wakeSubject } from "../../services/relay/subjects.js";
 import { QueueKind } from "../../generated/parley/v1/common.js";
 import type { Bus } from "../../services/common/bus/types.js";
-import type { InboxMessage } from "../../client/relay.js";
+import type { InboxMessage, RelayClient } from "../../client/relay.js";
 import { Harness, newRelayKey, unique, type RelayInstance } from "../support/harness.js";
 import { waitFor } from "../support/wait.js";
 
@@ -47,6 +47,20 @@ describe("relay batch forms on the wire", () => {
   });
   const sendBatch = (messages: pb.SendRequest[]) =>
     new Promise<pb.SendBatchResponse>((res, rej) => raw.sendBatch({ messages }, md(alice.deviceId), (e, r) => (e ? rej(e) : res(r))));
+  /** Follows the client's inbox (until cleanup): what it receives, once the backlog is in. */
+  const following = async (client: RelayClient): Promise<InboxMessage[]> => {
+    const got: InboxMessage[] = [];
+    const ctl = new AbortController();
+    let caughtUp!: () => void;
+    const backlogDone = new Promise<void>((r) => (caughtUp = r));
+    const inbox = client.inbox((m) => void got.push(m), { follow: true, signal: ctl.signal, onBacklogComplete: () => caughtUp() });
+    h.defer(async () => {
+      ctl.abort();
+      await inbox;
+    });
+    await backlogDone;
+    return got;
+  };
   const fetchAll = (batched: boolean) =>
     new Promise<pb.FetchEvent[]>((resolve, reject) => {
       const events: pb.FetchEvent[] = [];
@@ -91,16 +105,7 @@ describe("relay batch forms on the wire", () => {
       return m.values.filter((v) => v.labels.source === source).reduce((sum, v) => sum + v.value, 0);
     };
     const carol = await h.identityWithDevice([relay.address], unique("carol"), unique("c-dev"));
-    const got: InboxMessage[] = [];
-    const ctl = new AbortController();
-    let caughtUp!: () => void;
-    const backlogDone = new Promise<void>((r) => (caughtUp = r));
-    const inbox = h.client([relay.address], carol).inbox((m) => void got.push(m), { follow: true, signal: ctl.signal, onBacklogComplete: () => caughtUp() });
-    h.defer(async () => {
-      ctl.abort();
-      await inbox;
-    });
-    await backlogDone;
+    const got = await following(h.client([relay.address], carol));
     const a = h.client([relay.address], alice);
     const [fromPg, fromWake] = [await reads("postgres"), await reads("wake-up")];
     for (const text of ["live-1", "live-2", "live-3"]) await a.send({ to: [{ deviceId: carol.deviceId }], payload: Buffer.from(text) });
@@ -138,16 +143,7 @@ describe("relay batch forms on the wire", () => {
     });
     const gapRelay = await h.relay({ databaseUrl: await h.database("relaywiregap"), bus: lossy, key, options: { relayId: "relay-gap" } });
     const [sender, dave] = [await h.identityWithDevice([gapRelay.address], unique("s"), unique("s-dev")), await h.identityWithDevice([gapRelay.address], unique("dave"), unique("d-dev"))];
-    const got: InboxMessage[] = [];
-    const ctl = new AbortController();
-    let caughtUp!: () => void;
-    const backlogDone = new Promise<void>((r) => (caughtUp = r));
-    const inbox = h.client([gapRelay.address], dave).inbox((m) => void got.push(m), { follow: true, signal: ctl.signal, onBacklogComplete: () => caughtUp() });
-    h.defer(async () => {
-      ctl.abort();
-      await inbox;
-    });
-    await backlogDone;
+    const got = await following(h.client([gapRelay.address], dave));
     const s = h.client([gapRelay.address], sender);
     lose = wakeSubject("relay-gap", { kind: "device", id: dave.deviceId });
     await s.send({ to: [{ deviceId: dave.deviceId }], payload: Buffer.from("lost wake-up") });
