@@ -17,7 +17,7 @@ import * as pb from "../generated/parley/v1/chat.js";
 import { LookupClient, type Assignment } from "../generated/parley/v1/lookup.js";
 import { fromServiceError, isRetryable, ParleyClientError } from "./errors.js";
 import type { RelayClient } from "./relay.js";
-import { delay } from "./delay.js";
+import { backoffMs, delay } from "./delay.js";
 
 export { Role, RoomType } from "../generated/parley/v1/chat.js";
 export type { ChatMessage, Room, ServerEvent } from "../generated/parley/v1/chat.js";
@@ -338,7 +338,7 @@ export class LiveSession {
         if (instance) failed.push(instance);
         attempt++;
         this.opts.onReconnect?.(e, attempt);
-        await delay(Math.min(2000, 50 * 2 ** attempt) * (0.5 + Math.random() / 2), this.abort.signal);
+        await delay(backoffMs(attempt, 50), this.abort.signal);
       } finally {
         this.call = undefined;
       }

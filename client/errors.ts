@@ -24,6 +24,11 @@ export function fromServiceError(err: unknown): Error {
   return new ParleyClientError(err.code, err.details || err.message);
 }
 
+/** The session token expired: sign in again and retry, on the same instance. */
+export function isExpiredSession(err: unknown): boolean {
+  return err instanceof ParleyClientError && err.code === status.UNAUTHENTICATED && /expired/.test(err.message);
+}
+
 /** Transient: the call may succeed on retry or on another instance. */
 export function isRetryable(err: unknown): boolean {
   const code = err instanceof ParleyClientError ? err.code : isServiceError(err) ? err.code : undefined;

@@ -12,10 +12,10 @@ import * as grpc from "@grpc/grpc-js";
 import { Statements, signBytes, type KeyPair } from "../services/common/crypto.js";
 import { injectContext } from "../services/common/tracing.js";
 import * as pb from "../generated/parley/v1/relay.js";
-import { ParleyClientError, fromServiceError, isRetryable } from "./errors.js";
+import { ParleyClientError, fromServiceError, isExpiredSession, isRetryable } from "./errors.js";
 import { RelayVerificationError, checkRelaySignature } from "./verify.js";
 import { batchReceiptStatement, receiptStatement } from "../services/common/receipts.js";
-import { delay } from "./delay.js";
+import { backoffMs, delay } from "./delay.js";
 import { SendStream } from "./send-stream.js";
 
 export interface DeviceCredentials {
@@ -78,8 +78,6 @@ export interface RelayClientOptions {
   /** Stop retrying a unary call after this long (ms, default 20000); the last error is thrown. */
   retryBudgetMs?: number;
 }
-
-const MAX_BACKOFF_MS = 2000;
 
 export class RelayClient {
   private readonly clients: pb.RelayClient[];
@@ -242,12 +240,12 @@ export class RelayClient {
       } catch (err) {
         if (opts.signal?.aborted) break;
         const e = fromServiceError(err);
-        if (!isRetryable(e) && !(e instanceof ParleyClientError && e.code === grpc.status.UNAUTHENTICATED && /expired/.test(e.message))) throw e;
+        if (!isRetryable(e) && !isExpiredSession(e)) throw e;
         attempt++;
         opts.onReconnect?.(e, attempt);
         this.rotate();
         if (e instanceof ParleyClientError && e.code === grpc.status.UNAUTHENTICATED) this.session = undefined;
-        await delay(Math.min(MAX_BACKOFF_MS, 50 * 2 ** attempt) * (0.5 + Math.random() / 2), opts.signal);
+        await delay(backoffMs(attempt, 50), opts.signal);
       }
     }
     await flushAcks().catch(() => undefined);
@@ -332,11 +330,11 @@ export class RelayClient {
         );
       } catch (err) {
         const e = fromServiceError(err);
-        const expired = e instanceof ParleyClientError && e.code === grpc.status.UNAUTHENTICATED && /expired/.test(e.message);
+        const expired = isExpiredSession(e);
         if (expired) this.session = undefined;
         if (attempt >= maxAttempts || Date.now() > giveUpAt || !(isRetryable(e) || expired)) throw e;
         if (!expired) this.rotate();
-        await delay(Math.min(MAX_BACKOFF_MS, 25 * 2 ** attempt) * (0.5 + Math.random() / 2));
+        await delay(backoffMs(attempt, 25));
       }
     }
   }

@@ -16,8 +16,8 @@
 import * as grpc from "@grpc/grpc-js";
 import type * as pb from "../generated/parley/v1/relay.js";
 import { batchReceiptStatement } from "../services/common/receipts.js";
-import { delay } from "./delay.js";
-import { ParleyClientError, fromServiceError, isRetryable } from "./errors.js";
+import { backoffMs, delay } from "./delay.js";
+import { ParleyClientError, fromServiceError, isExpiredSession, isRetryable } from "./errors.js";
 import { RelayVerificationError, checkRelaySignature } from "./verify.js";
 
 /** What the stream needs from its RelayClient. */
@@ -39,8 +39,6 @@ interface InFlight {
   resolve: (r: pb.SendReceipt) => void;
   reject: (err: Error) => void;
 }
-
-const MAX_BACKOFF_MS = 2000;
 
 export class SendStream {
   /** Written on the current call and not yet settled, in order. */
@@ -143,14 +141,14 @@ export class SendStream {
     this.call = undefined;
     call?.cancel();
     if (!this.inFlight.length) return;
-    const expired = err instanceof ParleyClientError && err.code === grpc.status.UNAUTHENTICATED && /expired/.test(err.message);
+    const expired = isExpiredSession(err);
     this.brokenSince ??= Date.now();
     if (!(isRetryable(err) || expired) || Date.now() - this.brokenSince > this.host.retryBudgetMs) return this.fail(err);
     if (expired) this.host.forgetSession();
     else this.host.rotate();
     this.attempt++;
     this.backingOff = true;
-    void delay(Math.min(MAX_BACKOFF_MS, 25 * 2 ** this.attempt) * (0.5 + Math.random() / 2)).then(() => {
+    void delay(backoffMs(this.attempt, 25)).then(() => {
       this.backingOff = false;
       this.connect();
     });
