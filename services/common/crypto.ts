@@ -99,7 +99,7 @@ export function statements(items: Part[][]): Uint8Array {
   return new Uint8Array(out.buffer, out.byteOffset, out.length);
 }
 
-/** The parts of a relay receipt's statement (Statements.relayReceipt). */
+/** The parts of what the relay signs for one accepted message (a receipt: services/common/receipts.ts). */
 export const relayReceiptParts = (senderDeviceId: string, messageId: string, acceptedAtMs: number, queued: string): Part[] => [
   "parley.v1.relay-receipt",
   senderDeviceId,
@@ -122,8 +122,6 @@ export const Statements = {
   relaySession: (token: string) => statement("parley.v1.relay-session", token),
   relayRegistration: (kind: "identity" | "device", id: string, publicKey: Uint8Array) =>
     statement("parley.v1.relay-registration", kind, id, publicKey),
-  relayReceipt: (senderDeviceId: string, messageId: string, acceptedAtMs: number, queued: string) =>
-    statements([relayReceiptParts(senderDeviceId, messageId, acceptedAtMs, queued)]),
   /** Every receipt of one SendBatch answer (services/common/receipts.ts). */
   relayBatchReceipt: (senderDeviceId: string, count: number, receiptsDigest: Uint8Array) =>
     statement("parley.v1.relay-batch-receipt", senderDeviceId, String(count), receiptsDigest),

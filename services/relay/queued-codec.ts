@@ -102,8 +102,8 @@ function writeMessage(buf: Buffer, pos: number, { m, strings }: Sized): number {
   return pos;
 }
 
-/** QueuedMessages, after reserve(bodySize) bytes left free at the front. */
-function encodeList(messages: QueuedMessage[], reserve: (bodySize: number) => number): { buf: Buffer; start: number; bodySize: number } | undefined {
+/** QueuedMessages after `front` free bytes; undefined when a message has values only the generated encoder handles. */
+function encodeList(messages: QueuedMessage[], front: number): Buffer | undefined {
   const sized: Sized[] = [];
   let bodySize = 0;
   for (const m of messages) {
@@ -112,21 +112,20 @@ function encodeList(messages: QueuedMessage[], reserve: (bodySize: number) => nu
     sized.push(s);
     bodySize += 1 + varintSize(s.size) + s.size;
   }
-  const start = reserve(bodySize);
-  const buf = Buffer.allocUnsafe(start + bodySize);
-  let pos = start;
+  const buf = Buffer.allocUnsafe(front + bodySize);
+  let pos = front;
   for (const s of sized) {
     buf[pos++] = TAG_LIST_ITEM;
     pos = writeVarint(buf, pos, s.size);
     pos = writeMessage(buf, pos, s);
   }
-  return { buf, start, bodySize };
+  return buf;
 }
 
 /** QueuedMessages.encode({ messages }) after `front` free bytes (for a header the caller writes), in one allocation. */
 export function encodeQueuedMessages(messages: QueuedMessage[], front = 0): Buffer {
-  const out = encodeList(messages, () => front);
-  if (out) return out.buf;
+  const out = encodeList(messages, front);
+  if (out) return out;
   const body = QueuedMessages.encode({ messages }).finish();
   const buf = Buffer.alloc(front + body.length);
   buf.set(body, front);
