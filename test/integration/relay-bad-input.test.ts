@@ -7,7 +7,7 @@ import { ManualClock, MINUTE } from "../../services/common/clock.js";
 import { generateKeyPair, signBytes, Statements } from "../../services/common/crypto.js";
 import { TokenIssuer } from "../../services/common/tokens.js";
 import { adminClient } from "../support/admin.js";
-import { Harness, newRelayKey, unique, type RelayInstance } from "../support/harness.js";
+import { bearer, Harness, newRelayKey, unique, type RelayInstance } from "../support/harness.js";
 
 type Call<T> = (c: pb.RelayClient, md: grpc.Metadata, cb: (e: grpc.ServiceError | null, r: T) => void) => void;
 
@@ -37,11 +37,7 @@ describe("relay bad input", () => {
   });
   after(() => h.cleanup());
 
-  const md = (t = token) => {
-    const m = new grpc.Metadata();
-    if (t) m.set("authorization", `Bearer ${t}`);
-    return m;
-  };
+  const md = (t = token) => bearer(t);
   const call = <T>(fn: Call<T>, meta = md()) => new Promise<T>((res, rej) => fn(raw, meta, (e, r) => (e ? rej(e) : res(r))));
   const rejects = (p: Promise<unknown>, code: grpc.status, re: RegExp) =>
     assert.rejects(p, (e: grpc.ServiceError) => {

@@ -9,7 +9,7 @@ import type { Bus } from "../../services/common/bus/types.js";
 import type { InboxMessage, RelayClient } from "../../client/relay.js";
 import { ParleyClientError } from "../../client/errors.js";
 import { adminClient } from "../support/admin.js";
-import { Harness, newRelayKey, unique, type RelayInstance } from "../support/harness.js";
+import { bearer, Harness, newRelayKey, unique, type RelayInstance } from "../support/harness.js";
 
 const LIMITS = { maxMessageBytes: 1024, maxQueueMessages: 10_000, maxQueueBytes: 64 << 20, maxBatchMessages: 1000, maxRecipients: 5 };
 
@@ -37,11 +37,7 @@ describe("relay SendStream", () => {
   });
   after(() => h.cleanup());
 
-  const md = (token = aliceToken) => {
-    const m = new grpc.Metadata();
-    if (token) m.set("authorization", `Bearer ${token}`);
-    return m;
-  };
+  const md = (token = aliceToken) => bearer(token);
   const toDevice = (deviceId: string, text: string, messageId = unique("m")): pb.SendRequest => ({
     messageId,
     recipients: [{ target: { $case: "deviceId", value: deviceId } }],

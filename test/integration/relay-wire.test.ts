@@ -10,7 +10,7 @@ import { wakeSubject } from "../../services/relay/subjects.js";
 import { QueueKind } from "../../generated/parley/v1/common.js";
 import type { Bus } from "../../services/common/bus/types.js";
 import type { InboxMessage, RelayClient } from "../../client/relay.js";
-import { Harness, newRelayKey, unique, type RelayInstance } from "../support/harness.js";
+import { bearer, Harness, newRelayKey, unique, type RelayInstance } from "../support/harness.js";
 import { waitFor } from "../support/wait.js";
 
 describe("relay batch forms on the wire", () => {
@@ -34,11 +34,7 @@ describe("relay batch forms on the wire", () => {
   });
   after(() => h.cleanup());
 
-  const md = (deviceId: string) => {
-    const m = new grpc.Metadata();
-    m.set("authorization", `Bearer ${tokens.get(deviceId)}`);
-    return m;
-  };
+  const md = (deviceId: string) => bearer(tokens.get(deviceId));
   const toBob = (text: string): pb.SendRequest => ({
     messageId: unique("m"),
     recipients: [{ target: { $case: "deviceId", value: bob.deviceId } }],

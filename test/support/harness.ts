@@ -8,6 +8,7 @@
  *   const a = await h.relay({ databaseUrl: db });
  */
 import { randomBytes } from "node:crypto";
+import * as grpc from "@grpc/grpc-js";
 import pg from "pg";
 import { NatsBus } from "../../services/common/bus/nats.js";
 import type { Bus } from "../../services/common/bus/types.js";
@@ -27,6 +28,13 @@ export function dbUrl(name: string): string {
   const u = new URL(PG_ADMIN_URL);
   u.pathname = `/${name}`;
   return u.toString();
+}
+
+/** gRPC metadata carrying `authorization: Bearer <token>` (none without a token), for raw clients. */
+export function bearer(token: string | undefined): grpc.Metadata {
+  const m = new grpc.Metadata();
+  if (token) m.set("authorization", `Bearer ${token}`);
+  return m;
 }
 
 export function newRelayKey(): RelayKey {
