@@ -49,6 +49,9 @@ export class ChatSession implements RoomListener {
   private viewing: string | undefined;
   private closed = false;
   private endedWith: ParleyError | undefined;
+  /** Resolves when end() is called: the command loop stops waiting for the client. */
+  private noteEnded!: () => void;
+  private readonly ended = new Promise<undefined>((resolve) => (this.noteEnded = () => resolve(undefined)));
   private readonly readMarks = new Map<string, number>();
 
   constructor(
@@ -63,9 +66,15 @@ export class ChatSession implements RoomListener {
 
   async run(signal: AbortSignal): Promise<void> {
     this.send({ event: { $case: "ready", value: { instanceId: this.core.instanceId, sessionId: this.id } } });
+    // Not `for await`: leaving that loop (or ending the stream from here)
+    // destroys the call before its status is sent, and a client ended with
+    // commands still queued would wait on a dead stream.
+    const commands = (this.stream as AsyncIterable<ClientCommand>)[Symbol.asyncIterator]();
     try {
-      for await (const cmd of this.stream as AsyncIterable<ClientCommand>) {
-        if (signal.aborted || this.closed) break;
+      while (!signal.aborted && !this.closed) {
+        const next = await Promise.race([commands.next(), this.ended]);
+        if (!next || next.done || this.closed) break;
+        const cmd = next.value;
         await this.handle(cmd).catch((err: unknown) => this.refuse(cmd, err));
       }
     } catch (err) {
@@ -82,8 +91,8 @@ export class ChatSession implements RoomListener {
     if (this.closed) return;
     this.endedWith = err;
     this.close();
-    // Ends the command side, so run() leaves its loop and reports err.
-    this.stream.push(null);
+    // run() leaves its loop and reports err.
+    this.noteEnded();
   }
 
   close(): void {

@@ -76,4 +76,25 @@ describe("channel drain", () => {
     await waitFor("live again after resume", () => live(drained.id), 5000);
     assert.equal(drained.service.drain.draining, false);
   });
+
+  it("ends a session with its status even while the client's commands are still queued on it", async () => {
+    await waitFor("both instances live in the lookup", () => live(a.id) && live(b.id), 5000);
+    const user = await pool.user("busy", { lookup: [lookup.address] });
+    const connected: string[] = [];
+    const errors: string[] = [];
+    let answered = 0;
+    const session = user.chat.live({ onEvent: () => void answered++, onConnected: (id) => void connected.push(id), onReconnect: (err) => void errors.push(err.message) });
+    h.defer(() => session.close());
+    await waitFor("connected", () => connected.length === 1, 5000);
+    const drained = connected[0] === a.id ? a : b;
+    // Each subscribe reads the database, so most of these are still queued when the drain ends the session.
+    const before = answered;
+    for (let i = 0; i < 3000; i++) session.subscribe(`missing-${i}`);
+    await waitFor("the instance works through the subscribes", () => answered > before, 5000);
+    command(drained.id, "{\"action\":\"drain\"}");
+    await waitFor("the session was ended", () => errors.length === 1, 10_000);
+    assert.match(errors[0]!, /channel instance draining; ask lookup for another/);
+    command(drained.id, "{\"action\":\"resume\"}");
+    await waitFor("live again after resume", () => live(drained.id), 5000);
+  });
 });
