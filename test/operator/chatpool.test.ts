@@ -20,7 +20,7 @@ import { logger } from "../../services/common/log.js";
 import { LookupService } from "../../services/lookup/service.js";
 import type { ServerEvent } from "../../generated/parley/v1/chat.js";
 import { FILE_SECRET, ChatPool as ChatTestPool, roomName } from "../support/chat.js";
-import { GC_CONTROLLERS, startControlPlane, type ControlPlane } from "../support/controlplane.js";
+import { GC_CONTROLLERS, namespaceTools, startControlPlane, type ControlPlane } from "../support/controlplane.js";
 import { Harness, unique } from "../support/harness.js";
 import { CRDS_DIR, startOperator, type OperatorProcess } from "../support/operator.js";
 import { startParley, type Proc } from "../support/processes.js";
@@ -61,10 +61,7 @@ describe("operator: ChatPool against a real apiserver", () => {
     await cp?.stop();
   });
 
-  const kubectl = (...args: string[]) => cp.kubectl(args);
-  const getJson = async <T = any>(...args: string[]): Promise<T> => JSON.parse(await cp.kubectl(["get", ...args, "-n", NS, "-o", "json"])) as T;
-  const tryGet = async (...args: string[]) => getJson(...args).catch((err: Error) => (/NotFound/.test(err.message) ? undefined : Promise.reject(err)));
-  const apply = (obj: unknown) => cp.kubectl(["apply", "-f", "-"], { input: JSON.stringify(obj) });
+  const { kubectl, getJson, tryGet, apply } = namespaceTools(() => cp, NS);
   const pool = (name: string, spec: Record<string, unknown> = {}) => ({
     apiVersion: "parley.dev/v1alpha1",
     kind: "ChatPool",

@@ -13,7 +13,7 @@ import type { ComplianceSink } from "../../operator/api/types.js";
 import { NatsBus } from "../../services/common/bus/nats.js";
 import { ComplianceLog } from "../../services/common/compliance.js";
 import { ADMIN_TOKEN, ComplianceUnderTest, testStream } from "../support/compliance.js";
-import { GC_CONTROLLERS, startControlPlane, type ControlPlane } from "../support/controlplane.js";
+import { GC_CONTROLLERS, namespaceTools, startControlPlane, type ControlPlane } from "../support/controlplane.js";
 import { Harness, NATS_URL } from "../support/harness.js";
 import { CRDS_DIR, startOperator, type OperatorProcess } from "../support/operator.js";
 import { waitFor } from "../support/wait.js";
@@ -42,10 +42,7 @@ describe("operator: ComplianceSink against a real apiserver", () => {
     await cp?.stop();
   });
 
-  const kubectl = (...args: string[]) => cp.kubectl(args);
-  const getJson = async <T = any>(...args: string[]): Promise<T> => JSON.parse(await cp.kubectl(["get", ...args, "-n", NS, "-o", "json"])) as T;
-  const tryGet = async (...args: string[]) => getJson(...args).catch((err: Error) => (/NotFound/.test(err.message) ? undefined : Promise.reject(err)));
-  const apply = (obj: unknown) => cp.kubectl(["apply", "-f", "-"], { input: JSON.stringify(obj) });
+  const { kubectl, getJson, tryGet, apply } = namespaceTools(() => cp, NS);
   const sink = (name: string, spec: Record<string, unknown> = {}, annotations?: Record<string, string>) => ({
     apiVersion: "parley.dev/v1alpha1",
     kind: "ComplianceSink",

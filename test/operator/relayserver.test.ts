@@ -8,7 +8,7 @@ import { connect } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { buildRelayDeployment } from "../../operator/specs/relay.js";
 import type { RelayServer } from "../../operator/api/types.js";
-import { GC_CONTROLLERS, startControlPlane, type ControlPlane } from "../support/controlplane.js";
+import { GC_CONTROLLERS, namespaceTools, startControlPlane, type ControlPlane } from "../support/controlplane.js";
 import { CRDS_DIR, startOperator, type OperatorProcess } from "../support/operator.js";
 import { waitFor } from "../support/wait.js";
 
@@ -38,10 +38,7 @@ describe("operator: RelayServer against a real apiserver", () => {
     await cp?.stop();
   });
 
-  const kubectl = (...args: string[]) => cp.kubectl(args);
-  const getJson = async <T = any>(...args: string[]): Promise<T> => JSON.parse(await cp.kubectl(["get", ...args, "-n", NS, "-o", "json"])) as T;
-  const tryGet = async (...args: string[]) => getJson(...args).catch((err: Error) => (/NotFound/.test(err.message) ? undefined : Promise.reject(err)));
-  const apply = (obj: unknown) => cp.kubectl(["apply", "-f", "-"], { input: JSON.stringify(obj) });
+  const { kubectl, getJson, tryGet, apply } = namespaceTools(() => cp, NS);
   const relay = (name: string, spec: Record<string, unknown> = {}) => ({
     apiVersion: "parley.dev/v1alpha1",
     kind: "RelayServer",

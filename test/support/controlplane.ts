@@ -106,6 +106,21 @@ export interface ControlPlane {
   stop(): Promise<void>;
 }
 
+/**
+ * kubectl shorthands for tests working in one namespace. `controlPlane` is
+ * called at each use, so the helpers can be made before a `before` hook
+ * starts the control plane.
+ */
+export function namespaceTools(controlPlane: () => ControlPlane, ns: string) {
+  const kubectl = (...args: string[]) => controlPlane().kubectl(args);
+  const getJson = async <T = any>(...args: string[]): Promise<T> => JSON.parse(await kubectl("get", ...args, "-n", ns, "-o", "json")) as T;
+  /** The object, or undefined when it does not exist. */
+  const tryGet = async <T = any>(...args: string[]): Promise<T | undefined> =>
+    getJson<T>(...args).catch((err: Error) => (/NotFound/.test(err.message) ? undefined : Promise.reject(err)));
+  const apply = (obj: unknown) => controlPlane().kubectl(["apply", "-f", "-"], { input: JSON.stringify(obj) });
+  return { kubectl, getJson, tryGet, apply };
+}
+
 export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise<ControlPlane> {
   const binDir = opts.binDir ?? process.env.PARLEY_CONTROLPLANE_DIR ?? (await ensureBinaries());
   const startTimeoutMs = opts.startTimeoutMs ?? 60_000;
