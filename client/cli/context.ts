@@ -35,8 +35,18 @@ export function relayClient(profile: Profile, withDevice = true): RelayClient {
   });
 }
 
-export function adminClient(cmd: Command): RelayAdmin {
-  return RelayAdmin.create(loadProfile(cmd).data.relay[0]!, adminToken(cmd));
+/** Runs fn with client, then closes the client. */
+export async function withClient<C extends { close(): void }, T>(client: C, fn: (client: C) => Promise<T>): Promise<T> {
+  try {
+    return await fn(client);
+  } finally {
+    client.close();
+  }
+}
+
+/** Runs fn with an admin client of the profile's relay (and the admin token), then closes it. */
+export function withRelayAdmin<T>(cmd: Command, fn: (admin: RelayAdmin) => Promise<T>): Promise<T> {
+  return withClient(RelayAdmin.create(loadProfile(cmd).data.relay[0]!, adminToken(cmd)), fn);
 }
 
 /** --admin-token or PARLEY_ADMIN_TOKEN. */

@@ -6,18 +6,13 @@
  */
 import type { Command } from "commander";
 import { ComplianceAdmin } from "../../compliance.js";
-import { adminToken, loadProfile, printJson } from "../context.js";
+import { adminToken, loadProfile, printJson, withClient } from "../context.js";
 
 export const COMPLIANCE_VERBS = new Set(["status", "export", "ack", "help", "--help", "-h"]);
 
-async function withAdmin<T>(cmd: Command, fn: (admin: ComplianceAdmin) => Promise<T>): Promise<T> {
+function withAdmin<T>(cmd: Command, fn: (admin: ComplianceAdmin) => Promise<T>): Promise<T> {
   const address = cmd.optsWithGlobals<{ address?: string }>().address ?? loadProfile(cmd).data.relay[0]!;
-  const admin = ComplianceAdmin.create(address, adminToken(cmd));
-  try {
-    return await fn(admin);
-  } finally {
-    admin.close();
-  }
+  return withClient(ComplianceAdmin.create(address, adminToken(cmd)), fn);
 }
 
 const when = (ms: number) => (ms ? new Date(ms).toISOString() : "never");

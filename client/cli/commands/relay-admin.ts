@@ -5,7 +5,7 @@
 import type { Command } from "commander";
 import type { RelayStats } from "../../../generated/parley/v1/relay.js";
 import { duration } from "../../../services/common/config.js";
-import { adminClient, printJson, UsageError } from "../context.js";
+import { printJson, UsageError, withRelayAdmin } from "../context.js";
 import { registerReplication, REPLICATION_VERBS } from "./relay-replication.js";
 
 export const ADMIN_VERBS = new Set(["stats", "purge", "suspend", "resume", ...REPLICATION_VERBS, "help", "--help", "-h"]);
@@ -18,15 +18,6 @@ function printStats(s: RelayStats): void {
   for (const q of s.top) {
     const kind = q.queue?.target?.$case === "deviceId" ? "device" : "identity";
     console.log(`${kind.padEnd(9)} ${(q.queue?.target?.value ?? "").padEnd(32)} ${String(q.depth).padStart(6)} ${String(q.bytes).padStart(10)}  ${q.oldestAgeSeconds.toFixed(0)}s`);
-  }
-}
-
-async function withAdmin<T>(cmd: Command, fn: (admin: ReturnType<typeof adminClient>) => Promise<T>): Promise<T> {
-  const admin = adminClient(cmd);
-  try {
-    return await fn(admin);
-  } finally {
-    admin.close();
   }
 }
 
@@ -45,7 +36,7 @@ export function register(program: Command): void {
     .action(async (opts: { top: number; order: string; json?: boolean }, cmd: Command) => {
       if (opts.order !== "depth" && opts.order !== "oldest") throw new UsageError(`--order must be depth or oldest, not '${opts.order}'`);
       if (!Number.isInteger(opts.top) || opts.top < 1) throw new UsageError("--top must be a positive integer");
-      const stats = await withAdmin(cmd, (a) => a.stats({ top: opts.top, order: opts.order as "depth" | "oldest" }));
+      const stats = await withRelayAdmin(cmd, (a) => a.stats({ top: opts.top, order: opts.order as "depth" | "oldest" }));
       if (opts.json) printJson(stats);
       else printStats(stats);
     });
@@ -67,7 +58,7 @@ export function register(program: Command): void {
           throw new UsageError(`--older-than: ${(err as Error).message}, got '${opts.olderThan}'`);
         }
       }
-      const res = await withAdmin(cmd, (a) =>
+      const res = await withRelayAdmin(cmd, (a) =>
         opts.device ? a.purgeQueue({ deviceId: opts.device }) : opts.identity ? a.purgeQueue({ identityId: opts.identity }) : a.purgeOlderThan(Math.floor(ageMs / 1000)),
       );
       console.log(`purged ${res.deleted} message(s), ${res.bytes} bytes`);
@@ -78,7 +69,7 @@ export function register(program: Command): void {
       .command(`${verb} <device>`)
       .description(verb === "suspend" ? "stop queueing for a device and end its streams" : "let a suspended device receive again")
       .action(async (device: string, _opts, cmd: Command) => {
-        const state = await withAdmin(cmd, (a) => (verb === "suspend" ? a.suspend(device) : a.resume(device)));
+        const state = await withRelayAdmin(cmd, (a) => (verb === "suspend" ? a.suspend(device) : a.resume(device)));
         console.log(`device '${state.deviceId}' is ${state.suspended ? "suspended" : "active"}`);
       });
   }

@@ -8,7 +8,7 @@
 import type { Command } from "commander";
 import { ReplicaRole, type RebuildReport, type ReplicationStatus } from "../../../generated/parley/v1/relay.js";
 import type { RelayAdmin } from "../../admin.js";
-import { adminClient, printJson, UsageError } from "../context.js";
+import { printJson, UsageError, withRelayAdmin } from "../context.js";
 
 export const REPLICATION_VERBS = ["replication", "promote", "demote", "rebuild", "verify"];
 
@@ -34,22 +34,13 @@ function printReport(r: RebuildReport): void {
   for (const m of r.mismatches) console.log(`  ${m.queue?.target?.$case === "identityId" ? "identity" : "device"} ${m.queue?.target?.value ?? ""}: ${m.problem}`);
 }
 
-async function withAdmin<T>(cmd: Command, fn: (admin: RelayAdmin) => Promise<T>): Promise<T> {
-  const admin = adminClient(cmd);
-  try {
-    return await fn(admin);
-  } finally {
-    admin.close();
-  }
-}
-
 export function registerReplication(relay: Command): void {
   relay
     .command("replication")
     .description("this replica's role, epoch, position and lag")
     .option("--json", "print JSON")
     .action(async (opts: { json?: boolean }, cmd: Command) => {
-      const s = await withAdmin(cmd, (a) => a.replicationStatus());
+      const s = await withRelayAdmin(cmd, (a) => a.replicationStatus());
       if (opts.json) printJson(s);
       else printStatus(s);
     });
@@ -60,13 +51,13 @@ export function registerReplication(relay: Command): void {
     .option("--timeout <seconds>", "give up after this long", (v) => Number(v), 30)
     .action(async (opts: { timeout: number }, cmd: Command) => {
       if (!Number.isInteger(opts.timeout) || opts.timeout < 1 || opts.timeout > 3600) throw new UsageError("--timeout must be 1–3600 seconds");
-      printStatus(await withAdmin(cmd, (a) => a.promote(opts.timeout)));
+      printStatus(await withRelayAdmin(cmd, (a) => a.promote(opts.timeout)));
     });
 
   relay
     .command("demote")
     .description("make this primary stop accepting writes and follow the stream (switchover: demote, then promote the other)")
-    .action(async (_opts, cmd: Command) => printStatus(await withAdmin(cmd, (a) => a.demote())));
+    .action(async (_opts, cmd: Command) => printStatus(await withRelayAdmin(cmd, (a) => a.demote())));
 
   relay
     .command("rebuild")
@@ -76,7 +67,7 @@ export function registerReplication(relay: Command): void {
     .option("--from-scratch", "drop this relay's queues first instead of replaying after what it has")
     .option("--json", "print JSON")
     .action(async (opts: { peer?: string; peerAdminToken?: string; fromScratch?: boolean; json?: boolean }, cmd: Command) => {
-      const r = await withAdmin(cmd, (a) => a.rebuild({ peerAddress: opts.peer, peerAdminToken: opts.peerAdminToken, fromScratch: opts.fromScratch }));
+      const r = await withRelayAdmin(cmd, (a) => a.rebuild({ peerAddress: opts.peer, peerAdminToken: opts.peerAdminToken, fromScratch: opts.fromScratch }));
       if (opts.json) printJson(r);
       else printReport(r);
       if (!r.verified) process.exitCode = 1;
@@ -88,7 +79,7 @@ export function registerReplication(relay: Command): void {
     .option("--peer <address>", "peer relay to compare with")
     .option("--peer-admin-token <token>", "the peer's admin token (default: this relay's)")
     .action(async (opts: { peer?: string; peerAdminToken?: string }, cmd: Command) => {
-      const r = await withAdmin(cmd, (a) => a.verifyQueues({ peerAddress: opts.peer, peerAdminToken: opts.peerAdminToken }));
+      const r = await withRelayAdmin(cmd, (a) => a.verifyQueues({ peerAddress: opts.peer, peerAdminToken: opts.peerAdminToken }));
       printReport(r);
       if (!r.verified) process.exitCode = 1;
     });
