@@ -37,6 +37,7 @@
 //   BENCH_PG_URL, BENCH_NATS_URL, BENCH_AMQP_URL
 //   BENCH_COUNT_SQL=1             count SQL statements in the relay processes and print them
 //   BENCH_CPU_PROF_DIR=<dir>      run the relay processes with --cpu-prof into <dir>
+//   BENCH_RELAY_NODE_ARGS="..."   more Node options for the relay processes (space-separated, e.g. --trace-gc)
 //   BENCH_RESULTS_FILE=bench/RESULTS.md   where the section is written; BENCH_WRITE_RESULTS=0 skips it
 //
 // Exit status 1 if any row failed (the others are still reported).
@@ -101,6 +102,7 @@ function config() {
     amqpUrl: process.env.BENCH_AMQP_URL || "amqp://guest:guest@127.0.0.1:5672",
     countSql: process.env.BENCH_COUNT_SQL === "1",
     cpuProfDir: process.env.BENCH_CPU_PROF_DIR || undefined,
+    relayNodeArgs: (process.env.BENCH_RELAY_NODE_ARGS ?? "").split(" ").filter(Boolean),
     resultsFile: process.env.BENCH_RESULTS_FILE || fileURLToPath(new URL("../../../bench/RESULTS.md", import.meta.url)),
     writeResults: process.env.BENCH_WRITE_RESULTS !== "0",
   };
@@ -147,6 +149,7 @@ function jobs(c: Config): Job[] {
         relayPoolSize: c.relayPool,
         countSql: c.countSql,
         ...(c.cpuProfDir ? { cpuProfDir: c.cpuProfDir } : {}),
+        ...(c.relayNodeArgs.length ? { relayNodeArgs: c.relayNodeArgs } : {}),
         ...(c.timeoutMs ? { timeoutMs: c.timeoutMs } : {}),
       };
       out.push({ kind: "relay", label: relayBenchName(opts), mode: shape.mode, opts, warmup: c.warmup });

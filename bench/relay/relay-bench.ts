@@ -72,6 +72,8 @@ export type RelayBenchOptions = {
   relayPoolSize?: number;
   /** Run the relay processes with --cpu-prof into this directory. */
   cpuProfDir?: string;
+  /** More Node options for the relay processes (e.g. --trace-gc). */
+  relayNodeArgs?: string[];
   /** Count SQL statements in the relay processes (adds RelayBenchResult.sql). */
   countSql?: boolean;
   /** Progress lines (default: stderr). */
@@ -380,7 +382,7 @@ export async function runRelayBench(options: RelayBenchOptions): Promise<RelayBe
       const env = { ...process.env, [KEY_ENV]: key.privateKeyPem, PARLEY_LOG_LEVEL: process.env.BENCH_RELAY_LOG_LEVEL ?? "warn" };
       const args = ["--database-url", dbUrl(o.pgUrl, o.databaseName), "--nats-url", o.natsUrl, "--relay-id", RELAY_ID, "--pool", String(o.relayPoolSize)];
       if (o.countSql) args.push("--count-sql");
-      const nodeArgs = o.cpuProfDir ? ["--cpu-prof", `--cpu-prof-dir=${o.cpuProfDir}`] : [];
+      const nodeArgs = [...(o.cpuProfDir ? ["--cpu-prof", `--cpu-prof-dir=${o.cpuProfDir}`] : []), ...(o.relayNodeArgs ?? [])];
       // The first instance applies the migrations; the others start after it.
       for (let i = 0; i < o.instances; i++) {
         const start = RelayProcess.start(String.fromCharCode(65 + i), args, env, nodeArgs, log);

@@ -65,6 +65,7 @@ export class FetchSession {
   private finish!: () => void;
   private stopReconnect: (() => void) | undefined;
   private batched = false;
+  private latency: { observe(value: number): void } | undefined;
 
   constructor(
     private readonly deps: FetchDeps,
@@ -221,7 +222,9 @@ export class FetchSession {
       c.after = group[group.length - 1]!.seq;
       const now = this.deps.clock.now();
       this.deps.metrics.delivered.inc({ relay: this.deps.relayId, kind: c.queue.kind }, group.length);
-      for (const m of group) this.deps.metrics.deliveryLatency.observe({ relay: this.deps.relayId }, Math.max(0, now - m.enqueuedAtMs) / 1000);
+      // Bound once: observe() with labels hashes them on every call.
+      const latency = (this.latency ??= this.deps.metrics.deliveryLatency.labels({ relay: this.deps.relayId }));
+      for (const m of group) latency.observe(Math.max(0, now - m.enqueuedAtMs) / 1000);
     }
   }
 

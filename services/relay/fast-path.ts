@@ -14,7 +14,8 @@
 import type { Pool } from "../common/db.js";
 import { OutOfRangeError } from "../common/errors.js";
 import type { SendRequest } from "./store.js";
-import { KIND_CODE, KIND_NAME, type Limits, type QueueRef, type SendOutcome } from "./types.js";
+import { intArray, textArray } from "./pg-arrays.js";
+import { KIND_CODE, KIND_NAME, QueueMap, type Limits, type QueueRef, type SendOutcome } from "./types.js";
 
 /** relay_enqueue's refusals: not the common case, take the general path. */
 const NOT_COMMON = new Set([
@@ -25,7 +26,13 @@ const NOT_COMMON = new Set([
   "40001",
 ]);
 
-const queueKey = (q: QueueRef) => `${q.kind}:${q.id}`;
+/** Per-queue totals of a group, and then the next sequence to hand out. */
+interface QueueTally {
+  queue: QueueRef;
+  count: number;
+  bytes: number;
+  next: number;
+}
 
 /**
  * The group in one statement, or undefined when it is not the common case
@@ -33,19 +40,19 @@ const queueKey = (q: QueueRef) => `${q.kind}:${q.id}`;
  */
 export async function enqueueAtOnce(pool: Pool, requests: SendRequest[], limits: Limits, nowMs: number): Promise<SendOutcome[][] | undefined> {
   // A message id twice in one group: the general path decides which is first.
-  const ids = new Set<string>();
-  let count = 0;
+  const idsBySender = new Map<string, Set<string>>();
   for (const r of requests) {
+    let ids = idsBySender.get(r.sender.deviceId);
+    if (!ids) idsBySender.set(r.sender.deviceId, (ids = new Set()));
     for (const m of r.messages) {
-      ids.add(`${r.sender.deviceId}\u0000${m.messageId}`);
-      count++;
+      if (ids.has(m.messageId)) return undefined;
+      ids.add(m.messageId);
     }
   }
-  if (ids.size !== count) return undefined;
 
   const m = { sd: [] as string[], si: [] as string[], mid: [] as string[], ct: [] as string[], off: [] as number[], size: [] as number[] };
   const e = { msg: [] as number[], kind: [] as number[], queue: [] as string[], rord: [] as number[], ord: [] as number[] };
-  const perQueue = new Map<string, { queue: QueueRef; count: number; bytes: number }>();
+  const perQueue = new QueueMap<QueueTally>();
   const payloads: Uint8Array[] = [];
   let offset = 0;
   for (const { sender, messages } of requests) {
@@ -58,22 +65,22 @@ export async function enqueueAtOnce(pool: Pool, requests: SendRequest[], limits:
       m.size.push(msg.payload.length);
       payloads.push(msg.payload);
       offset += msg.payload.length;
-      msg.recipients.forEach((q, r) => {
-        const key = queueKey(q);
-        let agg = perQueue.get(key);
-        if (!agg) perQueue.set(key, (agg = { queue: q, count: 0, bytes: 0 }));
-        agg.count++;
-        agg.bytes += msg.payload.length;
+      for (let r = 0; r < msg.recipients.length; r++) {
+        const q = msg.recipients[r]!;
+        let tally = perQueue.get(q);
+        if (!tally) perQueue.set(q, (tally = { queue: q, count: 0, bytes: 0, next: 0 }));
+        tally.count++;
+        tally.bytes += msg.payload.length;
         e.msg.push(index);
         e.kind.push(KIND_CODE[q.kind]);
         e.queue.push(q.id);
         e.rord.push(r);
-        e.ord.push(agg.count);
-      });
+        e.ord.push(tally.count);
+      }
     }
   }
   // Sorted as RelayStore sorts them: every sender locks queue rows in one order.
-  const bumps = [...perQueue.values()].sort((a, b) => (queueKey(a.queue) < queueKey(b.queue) ? -1 : 1));
+  const bumps = perQueue.values().sort((a, b) => KIND_CODE[a.queue.kind] - KIND_CODE[b.queue.kind] || (a.queue.id < b.queue.id ? -1 : a.queue.id > b.queue.id ? 1 : 0));
   let rows: Array<{ kind: number; id: string; last_seq: number }>;
   try {
     ({ rows } = await pool.query<{ kind: number; id: string; last_seq: number }>({
@@ -81,9 +88,9 @@ export async function enqueueAtOnce(pool: Pool, requests: SendRequest[], limits:
       name: "relay_enqueue",
       text: "SELECT * FROM relay_enqueue($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
       values: [
-        m.sd, m.si, m.mid, m.ct, m.off, m.size, Buffer.concat(payloads, offset), // a Buffer travels in binary
-        e.msg, e.kind, e.queue, e.rord, e.ord,
-        bumps.map((b) => KIND_CODE[b.queue.kind]), bumps.map((b) => b.queue.id), bumps.map((b) => b.count), bumps.map((b) => b.bytes),
+        textArray(m.sd), textArray(m.si), textArray(m.mid), textArray(m.ct), intArray(m.off), intArray(m.size), Buffer.concat(payloads, offset), // a Buffer travels in binary
+        intArray(e.msg), intArray(e.kind), textArray(e.queue), intArray(e.rord), intArray(e.ord),
+        intArray(bumps.map((b) => KIND_CODE[b.queue.kind])), textArray(bumps.map((b) => b.queue.id)), intArray(bumps.map((b) => b.count)), intArray(bumps.map((b) => b.bytes)),
         nowMs, limits.maxQueueMessages, limits.maxQueueBytes,
       ],
     }));
@@ -92,22 +99,16 @@ export async function enqueueAtOnce(pool: Pool, requests: SendRequest[], limits:
     throw err;
   }
   // Sequences as the function assigned them: per queue, in message order.
-  const nextSeq = new Map<string, number>();
   for (const r of rows) {
-    const key = queueKey({ kind: KIND_NAME[r.kind]!, id: r.id });
-    nextSeq.set(key, r.last_seq - perQueue.get(key)!.count + 1);
+    const tally = perQueue.get({ kind: KIND_NAME[r.kind]!, id: r.id })!;
+    tally.next = r.last_seq - tally.count + 1;
   }
   return requests.map(({ messages }) =>
     messages.map((msg) => ({
       messageId: msg.messageId,
       duplicate: false,
       acceptedAtMs: nowMs,
-      queued: msg.recipients.map((q) => {
-        const key = queueKey(q);
-        const seq = nextSeq.get(key)!;
-        nextSeq.set(key, seq + 1);
-        return { queue: q, seq };
-      }),
+      queued: msg.recipients.map((q) => ({ queue: q, seq: perQueue.get(q)!.next++ })),
     })),
   );
 }

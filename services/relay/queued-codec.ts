@@ -155,17 +155,24 @@ export function encodeEntry(m: QueuedMessage): EncodedEntry {
   return { seq: m.seq, enqueuedAtMs: m.enqueuedAtMs, payloadBytes: m.payload.length, bytes };
 }
 
-/** Reads a varint at pos; undefined past end or beyond 2^53. */
-function readVarint(buf: Uint8Array, pos: number, end: number): [value: number, next: number] | undefined {
+// Where the last readVarint stopped: a module cursor instead of a returned
+// pair, so reading a wake-up allocates nothing per field.
+let readEnd = 0;
+
+/** The varint at pos (readEnd is then the position after it); -1 past end or beyond 2^53. */
+function readVarint(buf: Uint8Array, pos: number, end: number): number {
   let value = 0;
   let scale = 1;
   for (let i = pos; i < end && i < pos + 8; i++) {
     const b = buf[i]!;
     value += (b & 0x7f) * scale;
-    if (b < 0x80) return [value, i + 1];
+    if (b < 0x80) {
+      readEnd = i + 1;
+      return value;
+    }
     scale *= 0x80;
   }
-  return undefined;
+  return -1;
 }
 
 /** The entries of an encoded QueuedMessages (a wake-up body); undefined when it is not one. */
@@ -174,9 +181,9 @@ export function readEntries(body: Uint8Array): EncodedEntry[] | undefined {
   let pos = 0;
   while (pos < body.length) {
     if (body[pos] !== TAG_LIST_ITEM) return undefined;
-    const len = readVarint(body, pos + 1, body.length);
-    if (!len || len[1] + len[0] > body.length) return undefined;
-    const [size, start] = len;
+    const size = readVarint(body, pos + 1, body.length);
+    const start = readEnd;
+    if (size < 0 || start + size > body.length) return undefined;
     const entry = readEntry(body.subarray(start, start + size));
     if (!entry) return undefined;
     entries.push(entry);
@@ -186,27 +193,29 @@ export function readEntries(body: Uint8Array): EncodedEntry[] | undefined {
 }
 
 function readEntry(bytes: Uint8Array): EncodedEntry | undefined {
-  const entry: EncodedEntry = { seq: 0, enqueuedAtMs: 0, payloadBytes: 0, bytes };
+  let seq = 0;
+  let enqueuedAtMs = 0;
+  let payloadBytes = 0;
   let pos = 0;
   while (pos < bytes.length) {
     const tag = readVarint(bytes, pos, bytes.length);
-    if (!tag) return undefined;
-    const wireType = tag[0] & 7;
-    const value = readVarint(bytes, tag[1], bytes.length);
-    if (!value) return undefined;
+    if (tag < 0) return undefined;
+    const value = readVarint(bytes, readEnd, bytes.length);
+    if (value < 0) return undefined;
+    const wireType = tag & 7;
     if (wireType === 0) {
-      if (tag[0] === TAG_SEQ) entry.seq = value[0];
-      else if (tag[0] === TAG_ENQUEUED_AT) entry.enqueuedAtMs = value[0];
-      pos = value[1];
+      if (tag === TAG_SEQ) seq = value;
+      else if (tag === TAG_ENQUEUED_AT) enqueuedAtMs = value;
+      pos = readEnd;
     } else if (wireType === 2) {
-      if (value[1] + value[0] > bytes.length) return undefined;
-      if (tag[0] === TAG_PAYLOAD) entry.payloadBytes = value[0];
-      pos = value[1] + value[0];
+      if (readEnd + value > bytes.length) return undefined;
+      if (tag === TAG_PAYLOAD) payloadBytes = value;
+      pos = readEnd + value;
     } else {
       return undefined;
     }
   }
-  return entry;
+  return { seq, enqueuedAtMs, payloadBytes, bytes };
 }
 
 /** FetchEvent { messages } of the entries, in one allocation: what a Fetch stream writes to a batched client. */

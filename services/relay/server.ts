@@ -85,15 +85,20 @@ async function send(core: RelayCore, sender: Sender, messages: OutgoingMessage[]
 async function commit(core: RelayCore, sender: Sender, messages: OutgoingMessage[]): Promise<pb.SendReceipt[]> {
   const started = performance.now();
   const outcomes = await core.sends.submit(sender, messages);
-  core.metrics.sendSeconds.observe({ relay: core.relayId }, (performance.now() - started) / 1000);
+  const relay = core.relayId;
+  core.metrics.sendSeconds.observe({ relay }, (performance.now() - started) / 1000);
+  // Counted per request, not per message: each inc() hashes its labels.
+  let duplicates = 0;
+  let devices = 0;
+  let identities = 0;
   for (const o of outcomes) {
-    if (o.duplicate) {
-      core.metrics.duplicates.inc({ relay: core.relayId });
-      continue;
-    }
-    core.metrics.sent.inc({ relay: core.relayId });
-    for (const q of o.queued) core.metrics.queued.inc({ relay: core.relayId, kind: q.queue.kind });
+    if (o.duplicate) duplicates++;
+    else for (const q of o.queued) q.queue.kind === "device" ? devices++ : identities++;
   }
+  if (duplicates) core.metrics.duplicates.inc({ relay }, duplicates);
+  if (outcomes.length > duplicates) core.metrics.sent.inc({ relay }, outcomes.length - duplicates);
+  if (devices) core.metrics.queued.inc({ relay, kind: "device" }, devices);
+  if (identities) core.metrics.queued.inc({ relay, kind: "identity" }, identities);
   return outcomes.map(toReceipt);
 }
 

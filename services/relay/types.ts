@@ -9,6 +9,29 @@ export interface QueueRef {
   id: string;
 }
 
+/** A map keyed by queue, without building a string key per lookup (the send and wake-up paths look up every entry). */
+export class QueueMap<T> {
+  private readonly devices = new Map<string, T>();
+  private readonly identities = new Map<string, T>();
+
+  get(q: QueueRef): T | undefined {
+    return (q.kind === "device" ? this.devices : this.identities).get(q.id);
+  }
+
+  set(q: QueueRef, value: T): void {
+    (q.kind === "device" ? this.devices : this.identities).set(q.id, value);
+  }
+
+  get size(): number {
+    return this.devices.size + this.identities.size;
+  }
+
+  /** Device queues first, each kind in insertion order. */
+  values(): T[] {
+    return [...this.devices.values(), ...this.identities.values()];
+  }
+}
+
 export interface OutgoingMessage {
   messageId: string;
   recipients: QueueRef[];

@@ -31,25 +31,42 @@ export function toQueueRef(field: string, a: Address | undefined): QueueRef {
   }
 }
 
-export function toOutgoing(req: SendRequest, limits: Limits, field = "message"): OutgoingMessage {
-  if (!MESSAGE_ID.test(req.messageId)) throw new InvalidArgumentError(`${field}.message_id must be 1–128 printable ASCII characters without spaces`);
-  if (!CONTENT_TYPE.test(req.contentType)) throw new InvalidArgumentError(`${field}.content_type must be at most 128 printable ASCII characters`);
+/** A message's field name for error messages: "message" alone, "messages[i]" in a batch (built only on failure). */
+const messageField = (index: number | undefined) => (index === undefined ? "message" : `messages[${index}]`);
+
+export function toOutgoing(req: SendRequest, limits: Limits, index?: number): OutgoingMessage {
+  if (!MESSAGE_ID.test(req.messageId)) throw new InvalidArgumentError(`${messageField(index)}.message_id must be 1–128 printable ASCII characters without spaces`);
+  if (!CONTENT_TYPE.test(req.contentType)) throw new InvalidArgumentError(`${messageField(index)}.content_type must be at most 128 printable ASCII characters`);
   if (req.payload.length > limits.maxMessageBytes) {
-    throw new InvalidArgumentError(`${field} payload is ${req.payload.length} bytes; this relay accepts at most ${limits.maxMessageBytes}`);
+    throw new InvalidArgumentError(`${messageField(index)} payload is ${req.payload.length} bytes; this relay accepts at most ${limits.maxMessageBytes}`);
   }
-  if (!req.recipients.length) throw new InvalidArgumentError(`${field} has no recipients`);
-  if (req.recipients.length > limits.maxRecipients) {
-    throw new InvalidArgumentError(`${field} has ${req.recipients.length} recipients; at most ${limits.maxRecipients} are allowed`);
+  const n = req.recipients.length;
+  if (!n) throw new InvalidArgumentError(`${messageField(index)} has no recipients`);
+  if (n > limits.maxRecipients) {
+    throw new InvalidArgumentError(`${messageField(index)} has ${n} recipients; at most ${limits.maxRecipients} are allowed`);
   }
-  const seen = new Set<string>();
   const recipients: QueueRef[] = [];
-  req.recipients.forEach((a, i) => {
-    const q = toQueueRef(`${field}.recipients[${i}]`, a);
-    const key = `${q.kind}:${q.id}`;
-    if (!seen.has(key)) recipients.push(q);
-    seen.add(key);
-  });
+  // Repeats are dropped: a short list is searched, a long one (up to maxRecipients) hashed.
+  const seen = n > 8 ? new Set<string>() : undefined;
+  for (let i = 0; i < n; i++) {
+    const q = recipient(req.recipients[i], index, i);
+    if (seen) {
+      const key = `${q.kind}:${q.id}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+    } else if (recipients.some((r) => r.kind === q.kind && r.id === q.id)) {
+      continue;
+    }
+    recipients.push(q);
+  }
   return { messageId: req.messageId, recipients, payload: req.payload, contentType: req.contentType };
+}
+
+/** toQueueRef for recipients[i], naming the field only when it is refused. */
+function recipient(a: Address | undefined, index: number | undefined, i: number): QueueRef {
+  const t = a?.target;
+  if (t && (t.$case === "deviceId" || t.$case === "identityId") && ID.test(t.value)) return { kind: t.$case === "deviceId" ? "device" : "identity", id: t.value };
+  return toQueueRef(`${messageField(index)}.recipients[${i}]`, a);
 }
 
 export function toOutgoingBatch(reqs: SendRequest[], limits: Limits): OutgoingMessage[] {
@@ -57,7 +74,7 @@ export function toOutgoingBatch(reqs: SendRequest[], limits: Limits): OutgoingMe
   if (reqs.length > limits.maxBatchMessages) throw new InvalidArgumentError(`the batch has ${reqs.length} messages; at most ${limits.maxBatchMessages} are allowed`);
   const ids = new Set<string>();
   return reqs.map((r, i) => {
-    const m = toOutgoing(r, limits, `messages[${i}]`);
+    const m = toOutgoing(r, limits, i);
     if (ids.has(m.messageId)) throw new InvalidArgumentError(`messages[${i}].message_id '${m.messageId}' appears twice in the batch`);
     ids.add(m.messageId);
     return m;

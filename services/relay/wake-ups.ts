@@ -18,7 +18,7 @@ import type { QueuedMessage } from "../../generated/parley/v1/relay.js";
 import { encodeQueuedMessages, readEntries, type EncodedEntry } from "./queued-codec.js";
 import { wakeSubject } from "./subjects.js";
 import type { Sent } from "./send-groups.js";
-import type { QueueRef } from "./types.js";
+import { QueueMap, type QueueRef } from "./types.js";
 
 export const PUSH_BYTES = 256 * 1024;
 const MAC_BYTES = 32;
@@ -45,15 +45,14 @@ export class WakeUpCodec {
    * (duplicates queue nothing), its entries in the order they were queued.
    */
   wakeUps(sent: Sent[]): WakeUp[] {
-    const perQueue = new Map<string, { queue: QueueRef; entries: QueuedMessage[]; bytes: number }>();
+    const perQueue = new QueueMap<{ queue: QueueRef; entries: QueuedMessage[]; bytes: number }>();
     for (const { sender, messages, outcomes } of sent) {
       outcomes.forEach((o, i) => {
         if (o.duplicate) return;
         const m = messages[i];
         for (const { queue, seq } of o.queued) {
-          const subject = wakeSubject(this.relayId, queue);
-          let q = perQueue.get(subject);
-          if (!q) perQueue.set(subject, (q = { queue, entries: [], bytes: 0 }));
+          let q = perQueue.get(queue);
+          if (!q) perQueue.set(queue, (q = { queue, entries: [], bytes: 0 }));
           // Outcomes follow the messages' order; anything else gets a plain wake-up.
           if (!m || m.messageId !== o.messageId) q.bytes = Infinity;
           if (q.bytes > PUSH_BYTES) continue;
@@ -71,8 +70,8 @@ export class WakeUpCodec {
         }
       });
     }
-    return [...perQueue].map(([subject, q]) => ({
-      subject,
+    return perQueue.values().map((q) => ({
+      subject: wakeSubject(this.relayId, q.queue),
       data: q.bytes > PUSH_BYTES ? new Uint8Array() : this.seal(encodeQueuedMessages(q.entries, MAC_BYTES)),
     }));
   }

@@ -74,6 +74,24 @@ describe("relay queues", () => {
     assert.deepEqual(got.map(text), ["once"]);
   });
 
+  it("stores message ids and content types with quotes, backslashes, commas and braces exactly as sent", async () => {
+    const alice = await h.identityWithDevice([relay.address], unique("alice"), unique("a-dev"));
+    const bob = await h.identityWithDevice([relay.address], unique("bob"), unique("b-dev"));
+    const a = h.client([relay.address], alice);
+    // Each of these is quoted or escaped in a SQL array literal; "NULL" unquoted would be a null.
+    const sent = [
+      { messageId: 'q"uote', contentType: 'text/plain; charset="utf-8"' },
+      { messageId: "back\\slash", contentType: "a\\b" },
+      { messageId: "NULL", contentType: "{braces},commas" },
+      { messageId: unique("plain"), contentType: "" },
+    ];
+    await a.sendBatch(sent.map((s, i) => ({ ...s, to: [{ deviceId: bob.deviceId }], payload: Buffer.from(`p${i}`) })));
+    const again = await a.sendBatch(sent.map((s, i) => ({ ...s, to: [{ deviceId: bob.deviceId }], payload: Buffer.from(`p${i}`) })));
+    assert.deepEqual(again.map((r) => [r.messageId, r.duplicate]), sent.map((s) => [s.messageId, true]));
+    const got = await drain(h.client([relay.address], bob));
+    assert.deepEqual(got.map((m) => [m.messageId, m.contentType, text(m)]), sent.map((s, i) => [s.messageId, s.contentType, `p${i}`]));
+  });
+
   it("sends a batch atomically: one failing recipient queues nothing", async () => {
     const alice = await h.identityWithDevice([relay.address], unique("alice"), unique("a-dev"));
     const bob = await h.identityWithDevice([relay.address], unique("bob"), unique("b-dev"));
