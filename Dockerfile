@@ -44,5 +44,6 @@ COPY --from=build /app/services/compliance/schema ./services/compliance/schema
 COPY --from=build /app/services/compliance/stylesheets ./services/compliance/stylesheets
 USER 10001:10001
 EXPOSE 50051 9090
-ENTRYPOINT ["node", "dist/client/cli/main.js"]
+# Node options of every server process: services/common/node-flags.ts.
+ENTRYPOINT ["node", "--max-semi-space-size=8", "dist/client/cli/main.js"]
 CMD ["--help"]

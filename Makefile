@@ -61,8 +61,9 @@ deps:
 build: deps
 	@npm run build
 
+# Node options of every server process: services/common/node-flags.ts.
 run: build
-	$(NODE) dist/client/cli/main.js up $(ARGS)
+	$(NODE) --max-semi-space-size=8 dist/client/cli/main.js up $(ARGS)
 
 services:
 	@bash scripts/ensure-services.sh

@@ -40,6 +40,7 @@ import pg from "pg";
 
 import { RelayClient, type DeviceCredentials, type InboxMessage, type MessageStream, type OutgoingMessage } from "../../client/relay.js";
 import { generateKeyPair } from "../../services/common/crypto.js";
+import { SERVER_NODE_FLAGS } from "../../services/common/node-flags.js";
 import { LatencyRecorder, MiB, PeakRssSampler, findPidsByName, nowMs, readPayloadStamp } from "../support/stats.js";
 import type { BenchResult } from "../support/stats.js";
 
@@ -382,7 +383,8 @@ export async function runRelayBench(options: RelayBenchOptions): Promise<RelayBe
       const env = { ...process.env, [KEY_ENV]: key.privateKeyPem, PARLEY_LOG_LEVEL: process.env.BENCH_RELAY_LOG_LEVEL ?? "warn" };
       const args = ["--database-url", dbUrl(o.pgUrl, o.databaseName), "--nats-url", o.natsUrl, "--relay-id", RELAY_ID, "--pool", String(o.relayPoolSize)];
       if (o.countSql) args.push("--count-sql");
-      const nodeArgs = [...(o.cpuProfDir ? ["--cpu-prof", `--cpu-prof-dir=${o.cpuProfDir}`] : []), ...(o.relayNodeArgs ?? [])];
+      // As a deployed relay runs (services/common/node-flags.ts), plus what the run asks for.
+      const nodeArgs = [...SERVER_NODE_FLAGS, ...(o.cpuProfDir ? ["--cpu-prof", `--cpu-prof-dir=${o.cpuProfDir}`] : []), ...(o.relayNodeArgs ?? [])];
       // The first instance applies the migrations; the others start after it.
       for (let i = 0; i < o.instances; i++) {
         const start = RelayProcess.start(String.fromCharCode(65 + i), args, env, nodeArgs, log);
