@@ -10,6 +10,7 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import * as grpc from "@grpc/grpc-js";
 import { Statements, signBytes, type KeyPair } from "../services/common/crypto.js";
+import { RecentMap } from "../services/common/recent.js";
 import { injectContext } from "../services/common/tracing.js";
 import * as pb from "../generated/parley/v1/relay.js";
 import { ParleyClientError, fromServiceError, isExpiredSession, isRetryable } from "./errors.js";
@@ -84,7 +85,7 @@ export class RelayClient {
   private current = 0;
   private relay: { id: string; key: Uint8Array } | undefined;
   private session: { token: string; expiresAtMs: number } | undefined;
-  private readonly recentIds = new Map<string, true>();
+  private readonly recentIds = new RecentMap<true>(10_000);
 
   private constructor(private readonly opts: RelayClientOptions) {
     if (!opts.addresses.length) throw new Error("RelayClient needs at least one relay address");
@@ -230,7 +231,7 @@ export class RelayClient {
         const done = await this.streamOnce(pos, opts, async (m) => {
           const key = `${m.senderDeviceId}/${m.messageId}`;
           if (!this.recentIds.has(key)) await handler(m);
-          this.remember(key);
+          this.recentIds.set(key, true);
           pos[m.queue] = m.seq;
           attempt = 0;
           if (ack) acks.handled();
@@ -281,11 +282,6 @@ export class RelayClient {
     } finally {
       opts.signal?.removeEventListener("abort", abort);
     }
-  }
-
-  private remember(key: string): void {
-    this.recentIds.set(key, true);
-    if (this.recentIds.size > 10_000) this.recentIds.delete(this.recentIds.keys().next().value!);
   }
 
   private async checkReceipt(r: pb.SendReceipt): Promise<void> {

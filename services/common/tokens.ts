@@ -8,6 +8,7 @@
 import type { Clock } from "./clock.js";
 import { signBytes, statement, verifyBytes } from "./crypto.js";
 import { UnauthenticatedError } from "./errors.js";
+import { RecentMap } from "./recent.js";
 
 export interface SessionClaims {
   /** Device the session belongs to. */
@@ -42,7 +43,7 @@ export class TokenIssuer {
 
 export class TokenVerifier {
   /** Tokens whose signature was checked: a session makes many calls with one token. */
-  private readonly verified = new Map<string, SessionClaims>();
+  private readonly verified = new RecentMap<SessionClaims>(10_000);
 
   constructor(
     private readonly relayPublicKey: Uint8Array,
@@ -56,7 +57,6 @@ export class TokenVerifier {
       return known;
     }
     const claims = this.check(token);
-    if (this.verified.size >= 10_000) this.verified.delete(this.verified.keys().next().value!);
     this.verified.set(token, claims);
     return claims;
   }
