@@ -18,6 +18,7 @@ import { RelayVerificationError, checkRelaySignature } from "./verify.js";
 import { batchReceiptStatement, receiptStatement } from "../services/common/receipts.js";
 import { backoffMs, delay } from "./delay.js";
 import { SendStream } from "./send-stream.js";
+import { decodeFetchEvent, encodeSendBatchRequest, encodeSendRequest, type InboxEvent } from "./wire.js";
 
 export interface DeviceCredentials {
   identityId: string;
@@ -80,6 +81,21 @@ export interface RelayClientOptions {
   retryBudgetMs?: number;
 }
 
+/**
+ * The generated client with the SDK's own codecs (wire.ts) for the requests it
+ * sends most and the events it receives most; fetch() yields InboxEvents.
+ */
+const RelayStub = grpc.makeGenericClientConstructor(
+  {
+    ...pb.RelayService,
+    send: { ...pb.RelayService.send, requestSerialize: encodeSendRequest },
+    sendBatch: { ...pb.RelayService.sendBatch, requestSerialize: encodeSendBatchRequest },
+    sendStream: { ...pb.RelayService.sendStream, requestSerialize: encodeSendRequest },
+    fetch: { ...pb.RelayService.fetch, responseDeserialize: decodeFetchEvent },
+  },
+  "parley.v1.Relay",
+) as unknown as typeof pb.RelayClient;
+
 export class RelayClient {
   private readonly clients: pb.RelayClient[];
   private current = 0;
@@ -95,7 +111,7 @@ export class RelayClient {
     // per 30k messages sent with SendBatch).
     this.clients = opts.addresses.map(
       (a) =>
-        new pb.RelayClient(a, grpc.credentials.createInsecure(), {
+        new RelayStub(a, grpc.credentials.createInsecure(), {
           "grpc.max_receive_message_length": 64 * 1024 * 1024,
           "grpc.enable_retries": 0,
           "grpc.initial_reconnect_backoff_ms": 200,
@@ -228,13 +244,18 @@ export class RelayClient {
     const flushAcks = () => (ack ? acks.flush() : Promise.resolve());
     for (let attempt = 0; !opts.signal?.aborted; ) {
       try {
-        const done = await this.streamOnce(pos, opts, async (m) => {
-          const key = `${m.senderDeviceId}/${m.messageId}`;
-          if (!this.recentIds.has(key)) await handler(m);
+        // Not an async function: a handler that returns nothing costs no promise per message.
+        const handled = (m: InboxMessage, key: string) => {
           this.recentIds.set(key, true);
           pos[m.queue] = m.seq;
           attempt = 0;
           if (ack) acks.handled();
+        };
+        const done = await this.streamOnce(pos, opts, (m) => {
+          const key = `${m.senderDeviceId}/${m.messageId}`;
+          const result = this.recentIds.has(key) ? undefined : handler(m);
+          if (!result) return handled(m, key);
+          return result.then(() => handled(m, key));
         }, flushAcks);
         await flushAcks();
         if (done) return;
@@ -256,7 +277,7 @@ export class RelayClient {
   private async streamOnce(
     pos: { device: number; identity: number },
     opts: InboxOptions,
-    onMessage: (m: InboxMessage) => Promise<void>,
+    onMessage: (m: InboxMessage) => Promise<void> | void,
     onIdle: () => Promise<void>,
   ): Promise<boolean> {
     const md = await this.metadata(true);
@@ -264,15 +285,16 @@ export class RelayClient {
     const abort = () => call.cancel();
     opts.signal?.addEventListener("abort", abort);
     try {
-      for await (const ev of call as AsyncIterable<pb.FetchEvent>) {
-        const e = ev.event;
-        if (e?.$case === "backlogComplete") {
+      // The stub decodes events with decodeFetchEvent (wire.ts).
+      for await (const ev of call as unknown as AsyncIterable<InboxEvent>) {
+        if (ev.kind === "backlogComplete") {
           await onIdle();
           opts.onBacklogComplete?.();
-        } else if (e?.$case === "message") {
-          await onMessage(toInboxMessage(e.value));
-        } else if (e?.$case === "messages") {
-          for (const m of e.value.messages) await onMessage(toInboxMessage(m));
+        } else if (ev.kind === "messages") {
+          for (const m of ev.messages) {
+            const done = onMessage(m);
+            if (done) await done;
+          }
         }
       }
       return true;
@@ -357,6 +379,8 @@ class AckPump {
   }
 
   handled(): void {
+    // While an ack is in flight, its completion looks again (no promise per message).
+    if (this.inFlight) return;
     if (this.pending >= 64) void this.kick().catch(() => undefined);
     else this.timer ??= setTimeout(() => void this.kick().catch(() => undefined), 20);
   }
@@ -378,7 +402,9 @@ class AckPump {
       })
       .finally(() => {
         this.inFlight = undefined;
+        // What was handled meanwhile: at once past 64, else after the quiet period.
         if (this.pending >= 64) void this.kick().catch(() => undefined);
+        else if (this.pending > 0) this.timer ??= setTimeout(() => void this.kick().catch(() => undefined), 20);
       });
     return this.inFlight;
   }
@@ -390,18 +416,5 @@ function toSendRequest(m: OutgoingMessage): pb.SendRequest {
     recipients: m.to.map((r) => ({ target: "deviceId" in r ? { $case: "deviceId" as const, value: r.deviceId } : { $case: "identityId" as const, value: r.identityId } })),
     payload: m.payload,
     contentType: m.contentType ?? "",
-  };
-}
-
-function toInboxMessage(m: pb.QueuedMessage): InboxMessage {
-  return {
-    queue: m.queue === 2 ? "identity" : "device",
-    seq: m.seq,
-    messageId: m.messageId,
-    senderDeviceId: m.senderDeviceId,
-    senderIdentityId: m.senderIdentityId,
-    payload: m.payload,
-    contentType: m.contentType,
-    enqueuedAtMs: m.enqueuedAtMs,
   };
 }
