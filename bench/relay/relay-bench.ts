@@ -9,7 +9,7 @@
 // and receivers are spread over the instances (sender/receiver i talks to
 // instance i mod instances), so most messages cross instances through the
 // NATS wake-up. Receivers consume with inbox({ follow: true }); the SDK acks
-// inside (every 64 messages and when the stream ends).
+// inside (every 256 messages, after 20 ms of quiet, and when the stream ends).
 //
 // Figures (BenchResult, as for the baselines in ./baselines.ts):
 //  - msgsPerSec: messages / (first send start -> last message received AND
