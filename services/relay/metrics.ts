@@ -81,3 +81,13 @@ export function relayMetrics() {
 }
 
 export type RelayMetrics = ReturnType<typeof relayMetrics>;
+
+/** The send path's series of one relay, bound once: inc() and observe() with labels hash them on every call (per message for SendStream). */
+export function sendSeries(m: RelayMetrics, relay: string) {
+  return {
+    seconds: m.sendSeconds.labels({ relay }),
+    sent: m.sent.labels({ relay }),
+    duplicates: m.duplicates.labels({ relay }),
+    queued: { device: m.queued.labels({ relay, kind: "device" }), identity: m.queued.labels({ relay, kind: "identity" }) },
+  };
+}

@@ -16,7 +16,7 @@ import type { RelaySignature } from "../../generated/parley/v1/common.js";
 import * as pb from "../../generated/parley/v1/relay.js";
 import { FetchSession } from "./delivery.js";
 import type { RelayKey } from "./keys.js";
-import type { RelayMetrics } from "./metrics.js";
+import { sendSeries, type RelayMetrics } from "./metrics.js";
 import type { SendGroups } from "./send-groups.js";
 import { SendStreamSession } from "./send-stream.js";
 import type { RelayStore } from "./store.js";
@@ -38,6 +38,8 @@ export interface RelayCore {
   challengeTtlMs: number;
   tokens: TokenIssuer;
   metrics: RelayMetrics;
+  /** metrics' send series bound to this relay (made on first use). */
+  sendSeries?: ReturnType<typeof sendSeries>;
   /** Opens the wake-ups streams receive: the entries a commit carried (wake-ups.ts). */
   wakeUps: WakeUpCodec;
   /** Open fetch and send streams, so shutdown can end them. */
@@ -85,9 +87,8 @@ async function send(core: RelayCore, sender: Sender, messages: OutgoingMessage[]
 async function commit(core: RelayCore, sender: Sender, messages: OutgoingMessage[]): Promise<pb.SendReceipt[]> {
   const started = performance.now();
   const outcomes = await core.sends.submit(sender, messages);
-  const relay = core.relayId;
-  core.metrics.sendSeconds.observe({ relay }, (performance.now() - started) / 1000);
-  // Counted per request, not per message: each inc() hashes its labels.
+  const series = (core.sendSeries ??= sendSeries(core.metrics, core.relayId));
+  series.seconds.observe((performance.now() - started) / 1000);
   let duplicates = 0;
   let devices = 0;
   let identities = 0;
@@ -95,10 +96,10 @@ async function commit(core: RelayCore, sender: Sender, messages: OutgoingMessage
     if (o.duplicate) duplicates++;
     else for (const q of o.queued) q.queue.kind === "device" ? devices++ : identities++;
   }
-  if (duplicates) core.metrics.duplicates.inc({ relay }, duplicates);
-  if (outcomes.length > duplicates) core.metrics.sent.inc({ relay }, outcomes.length - duplicates);
-  if (devices) core.metrics.queued.inc({ relay, kind: "device" }, devices);
-  if (identities) core.metrics.queued.inc({ relay, kind: "identity" }, identities);
+  if (duplicates) series.duplicates.inc(duplicates);
+  if (outcomes.length > duplicates) series.sent.inc(outcomes.length - duplicates);
+  if (devices) series.queued.device.inc(devices);
+  if (identities) series.queued.identity.inc(identities);
   return outcomes.map(toReceipt);
 }
 
