@@ -256,12 +256,15 @@ export class RelayStore {
     );
     const previous = new Map<string, SendOutcome>();
     if (earlier.length) {
-      const { rows } = await c.query<{ sender_device: string; message_id: string; accepted_at_ms: number; queued: SendOutcome["queued"] | null }>(
-        `SELECT s.sender_device, s.message_id, s.accepted_at_ms, s.queued FROM sent_messages s
+      const { rows } = await c.query<{ sender_device: string; message_id: string; accepted_at_ms: number; queued: SendOutcome["queued"] | null; receipt: string | null }>(
+        `SELECT s.sender_device, s.message_id, s.accepted_at_ms, s.queued, s.receipt FROM sent_messages s
            JOIN unnest($1::text[], $2::text[]) AS t(sd, mid) ON s.sender_device = t.sd AND s.message_id = t.mid`,
         [earlier.map((e) => e[0]), earlier.map((e) => e[1])],
       );
-      for (const r of rows) previous.set(key(r.sender_device, r.message_id), { messageId: r.message_id, duplicate: true, acceptedAtMs: r.accepted_at_ms, queued: r.queued ?? [] });
+      for (const r of rows) {
+        const queued = r.queued ?? (r.receipt === null ? [] : parseReceiptText(r.receipt));
+        previous.set(key(r.sender_device, r.message_id), { messageId: r.message_id, duplicate: true, acceptedAtMs: r.accepted_at_ms, queued });
+      }
     }
 
     const perQueue = new Map<string, { queue: QueueRef; count: number; bytes: number }>();
@@ -609,6 +612,15 @@ function partyProblem(found: Parties, sender: Sender, messages: OutgoingMessage[
   }
   if (!found.has(`device:${sender.deviceId}`)) return new NotFoundError(`unknown device '${sender.deviceId}'`);
   return undefined;
+}
+
+/** The one-statement send's receipt text (migration 32): "<d|i><seq>:<queue id>" per recipient, comma-separated. */
+export function parseReceiptText(text: string): SendOutcome["queued"] {
+  if (!text) return [];
+  return text.split(",").map((part) => {
+    const colon = part.indexOf(":");
+    return { queue: { kind: part[0] === "d" ? "device" : "identity", id: part.slice(colon + 1) }, seq: Number(part.slice(1, colon)) };
+  });
 }
 
 export interface SendRequest {
