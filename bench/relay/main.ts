@@ -20,16 +20,19 @@
 // SendStream per sender with the same number of messages unsettled.
 //
 // Environment (all optional):
-//   BENCH_MESSAGES=60000 BENCH_PAYLOAD_BYTES=1024 BENCH_SENDERS=4 BENCH_RECEIVERS=4
-//     (60k: a measured phase of several seconds; in runs of 20k (~3 s) ramp-up
-//     weighed so much that the same relay code measured 5,345 msgs/s at 20k and
-//     7,652-7,863 at 60k)
+//   BENCH_MESSAGES=100000 BENCH_PAYLOAD_BYTES=1024 BENCH_SENDERS=4 BENCH_RECEIVERS=4
+//     (100k: a measured phase of several seconds on this machine; in runs of 20k (~3 s)
+//     ramp-up weighed so much that the same relay code measured 5,345 msgs/s at 20k
+//     and 7,652-7,863 at 60k)
 //   BENCH_BATCH=32 BENCH_IN_FLIGHT=8 (requests per sender)
 //   BENCH_LARGE_BATCH=128         second batch row: SendBatch of 128, 256/128 = 2 in flight (0: no such row)
 //   BENCH_MODES=batch,single,stream  relay modes (SendBatch / Send / SendStream)
 //   BENCH_ONLY=relay,nats,postgres,rabbitmq
 //   BENCH_REPEAT=1                measured runs per row; the median (by msgs/s) is reported
-//   BENCH_WARMUP=2000             warm-up messages before each measured run (0: none)
+//   BENCH_WARMUP=40000            warm-up messages before each measured run (0: none). Long enough for
+//                                 the relays' JIT to settle: their per-group code tiers up over tens of
+//                                 thousands of messages (SendBatch 32 x 8, 100k measured: 15.9-16.2k msgs/s
+//                                 after 2,000, 17.8-18.5k after 40,000; RabbitMQ the same after either)
 //   BENCH_TIMEOUT_MS              bound of each measured phase (relay default max(120 s, 20 ms x messages))
 //   BENCH_CONSUMER_BATCH=256      baselines: JetStream pull batch / RabbitMQ prefetch / Postgres rows per DELETE
 //   BENCH_RABBIT_QUEUE_TYPE=classic|quorum
@@ -81,7 +84,7 @@ function config() {
     throw new Error(`BENCH_RABBIT_QUEUE_TYPE must be classic or quorum, got ${JSON.stringify(queueType)}`);
   }
   return {
-    messages: envInt("BENCH_MESSAGES", 60000),
+    messages: envInt("BENCH_MESSAGES", 100000),
     payloadBytes: envInt("BENCH_PAYLOAD_BYTES", 1024, 12),
     senders: envInt("BENCH_SENDERS", 4),
     receivers: envInt("BENCH_RECEIVERS", 4),
@@ -91,7 +94,7 @@ function config() {
     modes: envList<Mode>("BENCH_MODES", ["batch", "single", "stream"]),
     only: envList("BENCH_ONLY", ["relay", "nats", "postgres", "rabbitmq"] as const),
     repeat: envInt("BENCH_REPEAT", 1),
-    warmup: envInt("BENCH_WARMUP", 2000, 0),
+    warmup: envInt("BENCH_WARMUP", 40000, 0),
     timeoutMs: process.env.BENCH_TIMEOUT_MS ? envInt("BENCH_TIMEOUT_MS", 0) : undefined,
     consumerBatch: envInt("BENCH_CONSUMER_BATCH", 256),
     rabbitQueueType: (queueType || "classic") as "classic" | "quorum",
