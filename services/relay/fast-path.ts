@@ -3,7 +3,7 @@
  * replicate (a replicating primary journals every change inside its
  * transaction, so it keeps RelayStore's general path).
  *
- * A send group runs as one call of relay_enqueue (migration 30) in
+ * A send group runs as one call of relay_enqueue (migrations 30-32) in
  * autocommit: one round trip and one commit instead of BEGIN, four statements
  * and COMMIT, and the queue row locks are held for that one statement and
  * its commit only. It covers the common case: every message new, every party
@@ -19,9 +19,9 @@ import { KIND_CODE, KIND_NAME, QueueMap, type Limits, type QueueRef, type SendOu
 
 /** relay_enqueue's refusals: not the common case, take the general path. */
 const NOT_COMMON = new Set([
-  "PR001", // a resend, or a party unknown or suspended
+  "PR001", // a party unknown or suspended
   "PR002", // a queue would pass its quota
-  "23505", // a message id claimed meanwhile by a concurrent group
+  "23505", // a message id used before (a resend), or claimed meanwhile by a concurrent group
   "40P01", // deadlock (the general path retries)
   "40001",
 ]);
