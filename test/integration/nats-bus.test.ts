@@ -24,6 +24,37 @@ busContract("NatsBus", (onError) => NatsBus.connect({ servers: NATS_URL, name: "
 const enc = (s: string) => new TextEncoder().encode(s);
 const dec = (b: Uint8Array) => new TextDecoder().decode(b);
 
+describe("NatsBus notifications between connections", () => {
+  it("reaches its own subscribers and another connection's, each once, and none after unsubscribe", async () => {
+    const a = await NatsBus.connect({ servers: NATS_URL, name: "bus-echo-a" });
+    const b = await NatsBus.connect({ servers: NATS_URL, name: "bus-echo-b" });
+    try {
+      const subject = `test.echo.${uniqueSuffix()}`;
+      const got = { a: [] as string[], aWildcard: [] as string[], b: [] as string[] };
+      const subA = a.subscribe(subject, (m) => void got.a.push(dec(m.data)));
+      a.subscribe(`${subject.split(".").slice(0, 2).join(".")}.>`, (m) => void got.aWildcard.push(dec(m.data)));
+      b.subscribe(subject, (m) => void got.b.push(dec(m.data)));
+      await a.flush();
+      await b.flush();
+      a.publish(subject, enc("from a"));
+      b.publish(subject, enc("from b"));
+      const all = () => got.a.length + got.aWildcard.length + got.b.length;
+      await waitFor(() => all() >= 6, "each message at every subscriber", 5_000);
+      subA.unsubscribe();
+      a.publish(subject, enc("after"));
+      await waitFor(() => got.b.length >= 3 && got.aWildcard.length >= 3, "the last message at the others", 5_000);
+      await a.flush();
+      await b.flush();
+      assert.deepEqual(got.a.sort(), ["from a", "from b"]);
+      assert.deepEqual(got.aWildcard.sort(), ["after", "from a", "from b"]);
+      assert.deepEqual(got.b.sort(), ["after", "from a", "from b"]);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+});
+
 async function freePort(): Promise<number> {
   const srv = createServer().listen(0, "127.0.0.1");
   await once(srv, "listening");

@@ -16,7 +16,7 @@ import {
 } from "@nats-io/jetstream";
 import { injectContext } from "../tracing.js";
 // Defaults shared with MemoryBus so both behave alike.
-import { DEFAULT_ACK_WAIT_MS, DEFAULT_MAX_ACK_PENDING, duplicateWindowMs, retryDelayMs } from "./memory.js";
+import { DEFAULT_ACK_WAIT_MS, DEFAULT_MAX_ACK_PENDING, duplicateWindowMs, retryDelayMs, subjectMatches } from "./memory.js";
 import type {
   Bus, BusMessage, Consumer, ConsumerOptions, DurableMessage, Headers, PublishAck, StreamConfig, Subscription,
 } from "./types.js";
@@ -33,8 +33,15 @@ export interface NatsBusOptions {
 
 const MSG_ID = "Nats-Msg-Id";
 
+interface LocalSubscription {
+  pattern: string;
+  handler: (msg: BusMessage) => void;
+}
+
 export class NatsBus implements Bus {
   private readonly reconnectListeners = new Set<() => void>();
+  /** This bus's subscriptions, which its own publishes reach without the server. */
+  private readonly local = new Set<LocalSubscription>();
   private readonly consumers = new Set<NatsConsumer>();
 
   constructor(
@@ -51,6 +58,9 @@ export class NatsBus implements Bus {
       servers: opts.servers, name: opts.name, user: opts.user, pass: opts.pass, token: opts.token,
       maxReconnectAttempts: -1, // a pod keeps trying; readiness reports the outage meanwhile
       reconnectTimeWait: 1000,
+      // This bus hands its own notifications to its own subscribers (publish()):
+      // the server need not send them back.
+      noEcho: true,
     });
     try {
       return new NatsBus(nc, jetstream(nc), await jetstreamManager(nc), opts.onError);
@@ -60,22 +70,47 @@ export class NatsBus implements Bus {
     }
   }
 
+  /**
+   * To other connections through the server; to this bus's own subscribers
+   * directly (the connection has noEcho), on a later turn as the server would:
+   * a relay's wake-up for a stream it holds itself skips the round trip.
+   */
   publish(subject: string, data: Uint8Array, headers?: Headers): void {
-    this.nc.publish(subject, data, { headers: toNats(headers) });
+    const all: Headers = { ...headers };
+    injectContext(all);
+    this.nc.publish(subject, data, { headers: toNats(all, true) });
+    let targets: LocalSubscription[] | undefined;
+    for (const s of this.local) if (subjectMatches(s.pattern, subject)) (targets ??= []).push(s);
+    if (!targets) return;
+    const msg = { subject, data: data.slice(), headers: all };
+    setImmediate(() => {
+      for (const s of targets) if (this.local.has(s)) this.deliver(s.handler, { ...msg, headers: { ...msg.headers } });
+    });
   }
 
   subscribe(subject: string, handler: (msg: BusMessage) => void): Subscription {
     const sub = this.nc.subscribe(subject, {
       callback: (err, m) => {
         if (err) return this.onError(err);
-        try {
-          handler({ subject: m.subject, data: m.data, headers: fromNats(m.headers) });
-        } catch (e) {
-          this.onError(e);
-        }
+        this.deliver(handler, { subject: m.subject, data: m.data, headers: fromNats(m.headers) });
       },
     });
-    return { unsubscribe: () => sub.unsubscribe() };
+    const local: LocalSubscription = { pattern: subject, handler };
+    this.local.add(local);
+    return {
+      unsubscribe: () => {
+        this.local.delete(local);
+        sub.unsubscribe();
+      },
+    };
+  }
+
+  private deliver(handler: (msg: BusMessage) => void, msg: BusMessage): void {
+    try {
+      handler(msg);
+    } catch (e) {
+      this.onError(e);
+    }
   }
 
   onReconnect(listener: () => void): () => void {
@@ -142,6 +177,7 @@ export class NatsBus implements Bus {
 
   /** Stops consumers (finishing in-flight handlers), then drains the connection. */
   async close(): Promise<void> {
+    this.local.clear();
     await Promise.all([...this.consumers].map((c) => c.stop()));
     if (!this.nc.isClosed()) await this.nc.drain();
   }
@@ -270,9 +306,10 @@ function isApiError(err: unknown, code: number): boolean {
 }
 
 /** Caller headers plus the active trace context; undefined when there is nothing to send. */
-function toNats(headers: Headers | undefined): MsgHdrs | undefined {
+/** NATS headers of the caller's and the active trace context (publish() has added it already). */
+function toNats(headers: Headers | undefined, traced = false): MsgHdrs | undefined {
   const all: Headers = { ...headers };
-  injectContext(all);
+  if (!traced) injectContext(all);
   const keys = Object.keys(all);
   if (keys.length === 0) return undefined;
   const h = natsHeaders();
