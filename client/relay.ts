@@ -17,7 +17,7 @@ import { ParleyClientError, fromServiceError, isExpiredSession, isRetryable } fr
 import { RelayVerificationError, checkRelaySignature } from "./verify.js";
 import { batchReceiptStatement, receiptStatement } from "../services/common/receipts.js";
 import { backoffMs, delay } from "./delay.js";
-import { SendStream } from "./send-stream.js";
+import { SendStream, type RelayIdentity } from "./send-stream.js";
 import { decodeFetchEvent, encodeSendBatchRequest, encodeSendRequest, type InboxEvent } from "./wire.js";
 
 export interface DeviceCredentials {
@@ -91,6 +91,7 @@ const RelayStub = grpc.makeGenericClientConstructor(
     send: { ...pb.RelayService.send, requestSerialize: encodeSendRequest },
     sendBatch: { ...pb.RelayService.sendBatch, requestSerialize: encodeSendBatchRequest },
     sendStream: { ...pb.RelayService.sendStream, requestSerialize: encodeSendRequest },
+    sendStreamBatches: { ...pb.RelayService.sendStreamBatches, requestSerialize: encodeSendBatchRequest },
     fetch: { ...pb.RelayService.fetch, responseDeserialize: decodeFetchEvent },
   },
   "parley.v1.Relay",
@@ -99,7 +100,7 @@ const RelayStub = grpc.makeGenericClientConstructor(
 export class RelayClient {
   private readonly clients: pb.RelayClient[];
   private current = 0;
-  private relay: { id: string; key: Uint8Array } | undefined;
+  private relay: RelayIdentity | undefined;
   private session: { token: string; expiresAtMs: number } | undefined;
   private readonly recentIds = new RecentMap<true>(10_000);
 
@@ -140,13 +141,13 @@ export class RelayClient {
       throw new RelayVerificationError(`relay '${info.relayId}' presents a key different from the pinned one`);
     }
     if (!this.relay) {
-      this.relay = { id: info.relayId, key: info.publicKey };
+      this.relay = { id: info.relayId, key: info.publicKey, sendStreamBatches: info.sendStreamBatches, maxBatchMessages: info.maxBatchMessages };
       if (!this.opts.relayPublicKey) this.opts.onRelayKey?.(info.relayId, info.publicKey);
     }
     return info;
   }
 
-  private async relayKey(): Promise<{ id: string; key: Uint8Array }> {
+  private async relayKey(): Promise<RelayIdentity> {
     if (!this.relay) await this.info();
     return this.relay!;
   }
@@ -217,7 +218,11 @@ export class RelayClient {
   sendStream(): MessageStream {
     const stream = new SendStream({
       deviceId: this.requireDevice().deviceId,
-      open: async () => this.clients[this.current]!.sendStream(await this.metadata(true)),
+      open: async (batches) => {
+        const md = await this.metadata(true);
+        const c = this.clients[this.current]!;
+        return batches ? { batches: true, call: c.sendStreamBatches(md) } : { batches: false, call: c.sendStream(md) };
+      },
       rotate: () => this.rotate(),
       forgetSession: () => (this.session = undefined),
       relayKey: () => this.relayKey(),

@@ -12,6 +12,12 @@
  * breaks, it reconnects (next address, with backoff) and writes again what
  * is unsettled, in order: the relay drops the ones it had already committed
  * by message id and answers them as duplicates.
+ *
+ * A relay that offers SendStreamBatches gets what send() was given during
+ * one turn of the event loop as one stream message (each still settled on
+ * its own): one gRPC message and one HTTP/2 frame on both sides instead of
+ * one per message. An instance without it (a rolling upgrade) answers
+ * UNIMPLEMENTED, and the stream goes on as SendStream.
  */
 import * as grpc from "@grpc/grpc-js";
 import type * as pb from "../generated/parley/v1/relay.js";
@@ -20,19 +26,42 @@ import { backoffMs, delay } from "./delay.js";
 import { ParleyClientError, fromServiceError, isExpiredSession, isRetryable } from "./errors.js";
 import { RelayVerificationError, checkRelaySignature } from "./verify.js";
 
+/** The relay as its RelayInfo described it (the key pinned). */
+export interface RelayIdentity {
+  id: string;
+  key: Uint8Array;
+  /** It offers SendStreamBatches. */
+  sendStreamBatches: boolean;
+  /** Most messages it takes in one batch (and so in one stream message). */
+  maxBatchMessages: number;
+}
+
 /** What the stream needs from its RelayClient. */
 export interface SendStreamHost {
   deviceId: string;
-  /** Opens SendStream on the current address (signing in first when needed). */
-  open(): Promise<grpc.ClientDuplexStream<pb.SendRequest, pb.SendStreamAck>>;
+  /** Opens SendStreamBatches (batches) or SendStream on the current address (signing in first when needed). */
+  open(batches: boolean): Promise<OpenCall>;
   /** The next address, after a transient failure. */
   rotate(): void;
   /** Forgets the session token (it expired): the next open signs in again. */
   forgetSession(): void;
-  relayKey(): Promise<{ id: string; key: Uint8Array }>;
+  relayKey(): Promise<RelayIdentity>;
   /** Give up on a broken stream after this long without an answer (ms). */
   retryBudgetMs: number;
 }
+
+type OpenCall =
+  | { batches: false; call: grpc.ClientDuplexStream<pb.SendRequest, pb.SendStreamAck> }
+  | {
+      batches: true;
+      call: grpc.ClientDuplexStream<pb.SendBatchRequest, pb.SendStreamAck>;
+      /** Sent during this turn, not yet written on this call. */
+      pending?: pb.SendRequest[];
+    };
+
+/** Most messages in one SendStreamBatches message (and no more than the relay's maxBatchMessages), and most payload bytes (at least one message). */
+const FRAME_MESSAGES = 256;
+const FRAME_BYTES = 1024 * 1024;
 
 interface InFlight {
   req: pb.SendRequest;
@@ -43,7 +72,9 @@ interface InFlight {
 export class SendStream {
   /** Written on the current call and not yet settled, in order. */
   private readonly inFlight: InFlight[] = [];
-  private call: grpc.ClientDuplexStream<pb.SendRequest, pb.SendStreamAck> | undefined;
+  private call: OpenCall | undefined;
+  /** False once an instance answered SendStreamBatches with UNIMPLEMENTED. */
+  private batchesOffered = true;
   private opening: Promise<void> | undefined;
   /** Answers so far on the current call (the position the next answer must start at). */
   private settled = 0;
@@ -52,7 +83,7 @@ export class SendStream {
   private attempt = 0;
   /** Waiting out the backoff before the next call. */
   private backingOff = false;
-  private relay: { id: string; key: Uint8Array } | undefined;
+  private relay: RelayIdentity | undefined;
   private idle: (() => void) | undefined;
 
   constructor(private readonly host: SendStreamHost) {}
@@ -62,8 +93,26 @@ export class SendStream {
     if (this.closed) return Promise.reject(new Error("the send stream is closed"));
     return new Promise((resolve, reject) => {
       this.inFlight.push({ req, resolve, reject });
-      if (this.call) this.call.write(req);
+      if (this.call) this.write(this.call, req);
       else if (!this.backingOff) this.connect();
+    });
+  }
+
+  private write(open: OpenCall, req: pb.SendRequest): void {
+    if (!open.batches) {
+      open.call.write(req);
+      return;
+    }
+    if (open.pending) {
+      open.pending.push(req);
+      return;
+    }
+    open.pending = [req];
+    setImmediate(() => {
+      const pending = open.pending!;
+      open.pending = undefined;
+      // Only on the call they were sent for: a new call writes all of inFlight itself.
+      if (this.call === open) for (const frame of this.frames(pending)) open.call.write({ messages: frame });
     });
   }
 
@@ -71,9 +120,9 @@ export class SendStream {
   async close(): Promise<void> {
     this.closed = true;
     while (this.inFlight.length) await new Promise<void>((resolve) => (this.idle = resolve));
-    const call = this.call;
+    const open = this.call;
     this.call = undefined;
-    call?.end();
+    open?.call.end();
   }
 
   private connect(): void {
@@ -82,17 +131,18 @@ export class SendStream {
   }
 
   private async openCall(): Promise<void> {
-    let call: grpc.ClientDuplexStream<pb.SendRequest, pb.SendStreamAck>;
+    let open: OpenCall;
     try {
       this.relay = await this.host.relayKey();
-      call = await this.host.open();
+      open = await this.host.open(this.relay.sendStreamBatches && this.batchesOffered);
     } catch (err) {
       return this.broken(fromServiceError(err));
     }
-    this.call = call;
+    this.call = open;
     this.settled = 0;
+    const call = open.call;
     call.on("data", (ack: pb.SendStreamAck) => {
-      if (this.call !== call) return;
+      if (this.call !== open) return;
       try {
         this.answer(ack);
       } catch (err) {
@@ -100,13 +150,41 @@ export class SendStream {
       }
     });
     call.on("error", (err) => {
-      if (this.call === call) this.broken(fromServiceError(err));
+      if (this.call !== open) return;
+      const e = fromServiceError(err);
+      if (open.batches && e instanceof ParleyClientError && e.code === grpc.status.UNIMPLEMENTED) {
+        // An instance that predates SendStreamBatches: the same on SendStream.
+        this.batchesOffered = false;
+        this.call = undefined;
+        this.connect();
+        return;
+      }
+      this.broken(e);
     });
     call.on("end", () => {
-      if (this.call === call && this.inFlight.length) this.broken(new ParleyClientError(grpc.status.UNAVAILABLE, "the relay ended the send stream with messages unsettled"));
+      if (this.call === open && this.inFlight.length) this.broken(new ParleyClientError(grpc.status.UNAVAILABLE, "the relay ended the send stream with messages unsettled"));
     });
     // Everything unsettled, in order: on a new call that is all of inFlight.
-    for (const f of this.inFlight) call.write(f.req);
+    if (open.batches) for (const frame of this.frames(this.inFlight.map((f) => f.req))) open.call.write({ messages: frame });
+    else for (const f of this.inFlight) open.call.write(f.req);
+  }
+
+  /** Consecutive runs of at most FRAME_MESSAGES (or the relay's maxBatchMessages) requests and FRAME_BYTES of payload (at least one each). */
+  private frames(reqs: pb.SendRequest[]): pb.SendRequest[][] {
+    const most = Math.max(1, Math.min(FRAME_MESSAGES, this.relay?.maxBatchMessages || FRAME_MESSAGES));
+    const out: pb.SendRequest[][] = [];
+    let bytes = Infinity;
+    for (const r of reqs) {
+      const last = out[out.length - 1];
+      if (!last || last.length >= most || bytes + r.payload.length > FRAME_BYTES) {
+        out.push([r]);
+        bytes = r.payload.length;
+      } else {
+        last.push(r);
+        bytes += r.payload.length;
+      }
+    }
+    return out;
   }
 
   /** Settles the messages an answer covers; throws (and the stream fails) when the answer does not check out. */
@@ -137,9 +215,9 @@ export class SendStream {
 
   /** A transient failure: reconnect and write the unsettled again; otherwise fail them. */
   private broken(err: Error): void {
-    const call = this.call;
+    const open = this.call;
     this.call = undefined;
-    call?.cancel();
+    open?.call.cancel();
     if (!this.inFlight.length) return;
     const expired = isExpiredSession(err);
     this.brokenSince ??= Date.now();
@@ -156,9 +234,9 @@ export class SendStream {
 
   /** Settles everything unsettled with err and drops the call. */
   private fail(err: Error): void {
-    const call = this.call;
+    const open = this.call;
     this.call = undefined;
-    call?.cancel();
+    open?.call.cancel();
     for (const f of this.inFlight.splice(0)) f.reject(err);
     this.brokenSince = undefined;
     this.attempt = 0;

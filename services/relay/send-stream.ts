@@ -12,6 +12,11 @@
  * one queue get sequence numbers in that order. Reading pauses (and HTTP/2
  * flow control holds the client) while too much is unsettled or the client
  * does not read its answers.
+ *
+ * SendStreamBatches is the same session over stream messages that each carry
+ * several requests (a SendBatchRequest): they are taken one by one, in order,
+ * as if written one by one; a frame that does not decode ends the stream
+ * with INVALID_ARGUMENT (its requests cannot be counted).
  */
 import type { ServerDuplexStream } from "@grpc/grpc-js";
 import { InvalidArgumentError, ParleyError } from "../common/errors.js";
@@ -25,6 +30,15 @@ import { toOutgoing } from "./validate.js";
 const READ_AHEAD = 64;
 /** Payload bytes unsettled on one stream before it stops reading. */
 const MAX_UNSETTLED_BYTES = 64 * 1024 * 1024;
+
+/** SendStreamBatches' frames: the requests of each, in order, at most `most` (the relay's maxBatchMessages) per frame. */
+export function batchFrame(frame: unknown, most: number): pb.SendRequest[] {
+  const reason = malformedReason(frame);
+  if (reason) throw new InvalidArgumentError(`a stream message is not a valid parley.v1.SendBatchRequest: ${reason}`);
+  const messages = (frame as pb.SendBatchRequest).messages;
+  if (messages.length > most) throw new InvalidArgumentError(`a stream message holds ${messages.length} messages; this relay takes at most ${most} in one`);
+  return messages;
+}
 
 export interface SendStreamDeps {
   limits: Limits;
@@ -62,8 +76,10 @@ export class SendStreamSession {
 
   constructor(
     private readonly deps: SendStreamDeps,
-    private readonly stream: ServerDuplexStream<pb.SendRequest, pb.SendStreamAck>,
+    private readonly stream: ServerDuplexStream<pb.SendRequest, pb.SendStreamAck> | ServerDuplexStream<pb.SendBatchRequest, pb.SendStreamAck>,
     private readonly signal: AbortSignal,
+    /** The requests one stream message carries: itself (SendStream), or a batch's (SendStreamBatches). */
+    unpack: (frame: unknown) => pb.SendRequest[] = (frame) => [frame as pb.SendRequest],
   ) {
     stream.on("drain", () => {
       this.clientReading = true;
@@ -71,8 +87,12 @@ export class SendStreamSession {
     });
     // Read with events, not `for await`: leaving an async iterator destroys
     // the call, and a call ended by end() must still send its status.
-    stream.on("data", (req: pb.SendRequest) => {
-      this.read.push(req);
+    stream.on("data", (frame: unknown) => {
+      try {
+        for (const req of unpack(frame)) this.read.push(req);
+      } catch (err) {
+        this.end(err as Error);
+      }
       if (this.read.length >= READ_AHEAD) stream.pause();
       this.wake();
     });

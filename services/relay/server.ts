@@ -18,7 +18,7 @@ import { FetchSession } from "./delivery.js";
 import type { RelayKey } from "./keys.js";
 import { sendSeries, type RelayMetrics } from "./metrics.js";
 import type { SendGroups } from "./send-groups.js";
-import { SendStreamSession } from "./send-stream.js";
+import { batchFrame, SendStreamSession } from "./send-stream.js";
 import type { RelayStore } from "./store.js";
 import { suspendedSubject } from "./subjects.js";
 import type { WakeUpCodec } from "./wake-ups.js";
@@ -103,6 +103,34 @@ async function commit(core: RelayCore, sender: Sender, messages: OutgoingMessage
   return outcomes.map(toReceipt);
 }
 
+/** SendStream, or SendStreamBatches (frames unpacked by batchFrame): one session until the call ends. */
+async function sendStreamSession(
+  core: RelayCore,
+  ctx: CallContext,
+  stream: ServerDuplexStream<pb.SendRequest, pb.SendStreamAck> | ServerDuplexStream<pb.SendBatchRequest, pb.SendStreamAck>,
+  unpack?: (frame: unknown) => pb.SendRequest[],
+): Promise<void> {
+  const sender = senderOf(ctx);
+  const session = new SendStreamSession(
+    {
+      limits: core.limits,
+      gate: async (messages) => core.beforeSend?.(messages),
+      commit: (messages) => commit(core, sender, messages),
+      commitsInOrder: core.sends.commitsInOrder,
+      sign: (receipts) => relaySignature(core, batchReceiptStatement(sender.deviceId, receipts)),
+    },
+    stream,
+    ctx.signal,
+    unpack,
+  );
+  core.sessions.add(session);
+  try {
+    await session.run();
+  } finally {
+    core.sessions.delete(session);
+  }
+}
+
 /** Handlers for parley.v1.Relay. */
 export function relayHandlers(core: RelayCore) {
   return {
@@ -112,6 +140,7 @@ export function relayHandlers(core: RelayCore) {
       maxMessageBytes: core.limits.maxMessageBytes,
       retentionSeconds: Math.floor(core.retentionMs / 1000),
       maxBatchMessages: core.limits.maxBatchMessages,
+      sendStreamBatches: true,
     }),
 
     registerIdentity: async (req: pb.RegisterIdentityRequest): Promise<pb.Registration> => {
@@ -201,26 +230,9 @@ export function relayHandlers(core: RelayCore) {
       return { receipts, relaySignature: relaySignature(core, batchReceiptStatement(sender.deviceId, receipts)) };
     },
 
-    sendStream: async (ctx: CallContext, stream: ServerDuplexStream<pb.SendRequest, pb.SendStreamAck>): Promise<void> => {
-      const sender = senderOf(ctx);
-      const session = new SendStreamSession(
-        {
-          limits: core.limits,
-          gate: async (messages) => core.beforeSend?.(messages),
-          commit: (messages) => commit(core, sender, messages),
-          commitsInOrder: core.sends.commitsInOrder,
-          sign: (receipts) => relaySignature(core, batchReceiptStatement(sender.deviceId, receipts)),
-        },
-        stream,
-        ctx.signal,
-      );
-      core.sessions.add(session);
-      try {
-        await session.run();
-      } finally {
-        core.sessions.delete(session);
-      }
-    },
+    sendStream: (ctx: CallContext, stream: ServerDuplexStream<pb.SendRequest, pb.SendStreamAck>) => sendStreamSession(core, ctx, stream),
+
+    sendStreamBatches: (ctx: CallContext, stream: ServerDuplexStream<pb.SendBatchRequest, pb.SendStreamAck>) => sendStreamSession(core, ctx, stream, (frame) => batchFrame(frame, core.limits.maxBatchMessages)),
 
     fetch: async (req: pb.FetchRequest, ctx: CallContext, stream: ServerWritableStream<pb.FetchRequest, pb.FetchEvent>): Promise<void> => {
       const s = session(ctx);

@@ -9,6 +9,7 @@ import type { Bus } from "../../services/common/bus/types.js";
 import type { InboxMessage, RelayClient } from "../../client/relay.js";
 import { ParleyClientError } from "../../client/errors.js";
 import { adminClient } from "../support/admin.js";
+import { startGrpcServer, type BoundService } from "../../services/common/grpc.js";
 import { bearer, Harness, newRelayKey, unique, type RelayInstance } from "../support/harness.js";
 
 const LIMITS = { maxMessageBytes: 1024, maxQueueMessages: 10_000, maxQueueBytes: 64 << 20, maxBatchMessages: 1000, maxRecipients: 5 };
@@ -60,6 +61,26 @@ describe("relay SendStream", () => {
       setTimeout(() => reject(new Error("no status within 10 s")), 10_000).unref();
     });
 
+  /** The same over SendStreamBatches: each frame one stream message. */
+  const rawBatches = (frames: Array<pb.SendRequest[] | Buffer>, meta = md()) =>
+    new Promise<{ acks: pb.SendStreamAck[]; status: grpc.StatusObject }>((resolve, reject) => {
+      const acks: pb.SendStreamAck[] = [];
+      // Buffers go out as they are (a frame that does not decode).
+      const client = new (grpc.makeGenericClientConstructor(
+        { ...pb.RelayService, sendStreamBatches: { ...pb.RelayService.sendStreamBatches, requestSerialize: (v: pb.SendBatchRequest | Buffer) => (Buffer.isBuffer(v) ? v : Buffer.from(pb.SendBatchRequest.encode(v).finish())) } },
+        "parley.v1.Relay",
+      ))(a.address, grpc.credentials.createInsecure()) as unknown as pb.RelayClient;
+      h.defer(() => client.close());
+      const call = client.sendStreamBatches(meta);
+      let failed: grpc.ServiceError | undefined;
+      call.on("data", (ack: pb.SendStreamAck) => acks.push(ack));
+      call.on("error", (e: grpc.ServiceError) => (failed = e));
+      call.on("status", (status: grpc.StatusObject) => resolve({ acks, status: failed ?? status }));
+      for (const f of frames) call.write((Buffer.isBuffer(f) ? f : { messages: f }) as pb.SendBatchRequest);
+      call.end();
+      setTimeout(() => reject(new Error("no status within 10 s")), 10_000).unref();
+    });
+
   /** Everything queued for bob, in queue order, acked as read. */
   const drainBob = async (): Promise<InboxMessage[]> => {
     const got: InboxMessage[] = [];
@@ -106,6 +127,65 @@ describe("relay SendStream", () => {
     assert.match(refusals[2]!.message, /message_id/);
     assert.equal((await adminClient(h, a.address).stats()).depth, depthBefore + 2, "only the two good messages are queued");
     assert.deepEqual((await drainBob()).map((m) => m.messageId), [good1.messageId, good2.messageId]);
+  });
+
+  it("SendStreamBatches settles each message of a frame on its own, counting positions by message, as if written one by one", async () => {
+    const info = await h.client([a.address]).info();
+    assert.equal(info.sendStreamBatches, true);
+    const frames = [
+      [toDevice(bob.deviceId, "b1"), toDevice(bob.deviceId, "b2")],
+      [toDevice(bob.deviceId, "b3"), toDevice(unique("nobody"), "lost"), { ...toDevice(bob.deviceId, ""), payload: Buffer.alloc(LIMITS.maxMessageBytes + 1) }, toDevice(bob.deviceId, "b4")],
+      [],
+      [toDevice(bob.deviceId, "b5")],
+    ];
+    const { acks, status } = await rawBatches(frames);
+    assert.equal(status.code, grpc.status.OK, status.details);
+    let position = 0;
+    for (const ack of acks) {
+      assert.equal(ack.first, position, "each answer starts where the last one ended");
+      position += ack.results.length;
+      const receipts = ack.results.flatMap((r) => (r.result?.$case === "receipt" ? [r.result.value] : []));
+      if (receipts.length) assert.ok(verifyBytes(key.publicKey, batchReceiptStatement(alice.deviceId, receipts), ack.relaySignature!.signature));
+    }
+    const results = acks.flatMap((ack) => ack.results);
+    assert.deepEqual(results.map((r) => (r.result?.$case === "refused" ? grpc.status[r.result.value.code] : r.result?.value.messageId)), [
+      frames[0]![0]!.messageId, frames[0]![1]!.messageId, frames[1]![0]!.messageId, "NOT_FOUND", "INVALID_ARGUMENT", frames[1]![3]!.messageId, frames[3]![0]!.messageId,
+    ]);
+    assert.deepEqual((await drainBob()).map((m) => Buffer.from(m.payload).toString()), ["b1", "b2", "b3", "b4", "b5"]);
+  });
+
+  it("SendStreamBatches ends the stream with INVALID_ARGUMENT at a frame that does not decode, after answering what came before", async () => {
+    const good = toDevice(bob.deviceId, "before the bad frame");
+    const { acks, status } = await rawBatches([[good], Buffer.from([0x0a, 0x7f, 0x01])]);
+    assert.equal(status.code, grpc.status.INVALID_ARGUMENT);
+    assert.match(status.details, /not a valid parley\.v1\.SendBatchRequest/);
+    assert.deepEqual(acks.flatMap((a) => a.results.map((r) => r.result?.value && "messageId" in r.result.value ? r.result.value.messageId : "?")), [good.messageId]);
+    assert.deepEqual((await drainBob()).map((m) => m.messageId), [good.messageId]);
+  });
+
+  it("SendStreamBatches refuses a frame of more messages than one batch may hold, naming the limit", async () => {
+    const tooMany = Array.from({ length: LIMITS.maxBatchMessages + 1 }, (_, i) => toDevice(bob.deviceId, `x${i}`));
+    const { status } = await rawBatches([tooMany]);
+    assert.equal(status.code, grpc.status.INVALID_ARGUMENT);
+    assert.match(status.details, new RegExp(`holds ${LIMITS.maxBatchMessages + 1} messages; this relay takes at most ${LIMITS.maxBatchMessages}`));
+    assert.deepEqual(await drainBob(), [], "nothing of it queued");
+  });
+
+  it("the SDK goes on as SendStream with an instance that answers SendStreamBatches with UNIMPLEMENTED (a rolling upgrade)", async () => {
+    // The same relay behind a server that does not know the method.
+    const without = (s: BoundService): BoundService => {
+      const { sendStreamBatches: _d, ...definition } = s.definition;
+      const { sendStreamBatches: _i, ...implementation } = s.implementation;
+      return { definition, implementation };
+    };
+    const older = await startGrpcServer({ host: "127.0.0.1", port: 0, services: a.service.services.map(without) });
+    h.defer(() => older.shutdown(1000));
+    const out = h.client([`127.0.0.1:${older.port}`], alice, key.publicKey).sendStream();
+    const ids = Array.from({ length: 30 }, () => unique("old"));
+    const receipts = await Promise.all(ids.map((messageId) => out.send({ messageId, to: [{ deviceId: bob.deviceId }], payload: Buffer.from(messageId) })));
+    await out.close();
+    assert.deepEqual(receipts.map((r) => r.messageId), ids);
+    assert.deepEqual((await drainBob()).map((m) => m.messageId), ids);
   });
 
   it("refuses a stream without a valid session with UNAUTHENTICATED", async () => {
