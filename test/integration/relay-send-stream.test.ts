@@ -46,40 +46,31 @@ describe("relay SendStream", () => {
     contentType: "text/plain",
   });
 
-  /** Writes the requests on one raw SendStream, ends it, and collects the answers and the final status. */
-  const rawStream = (requests: pb.SendRequest[], meta = md()) =>
+  /** Writes the stream messages on a raw call, ends it, and collects the answers and the final status. */
+  const answers = <T>(call: grpc.ClientDuplexStream<T, pb.SendStreamAck>, writes: T[]) =>
     new Promise<{ acks: pb.SendStreamAck[]; status: grpc.StatusObject }>((resolve, reject) => {
       const acks: pb.SendStreamAck[] = [];
-      const call = raw.sendStream(meta);
       let failed: grpc.ServiceError | undefined;
       call.on("data", (ack: pb.SendStreamAck) => acks.push(ack));
       call.on("error", (e: grpc.ServiceError) => (failed = e));
       call.on("status", (status: grpc.StatusObject) => resolve({ acks, status: failed ?? status }));
-      call.on("end", () => undefined);
-      for (const r of requests) call.write(r);
+      for (const w of writes) call.write(w);
       call.end();
       setTimeout(() => reject(new Error("no status within 10 s")), 10_000).unref();
     });
 
-  /** The same over SendStreamBatches: each frame one stream message. */
-  const rawBatches = (frames: Array<pb.SendRequest[] | Buffer>, meta = md()) =>
-    new Promise<{ acks: pb.SendStreamAck[]; status: grpc.StatusObject }>((resolve, reject) => {
-      const acks: pb.SendStreamAck[] = [];
-      // Buffers go out as they are (a frame that does not decode).
-      const client = new (grpc.makeGenericClientConstructor(
-        { ...pb.RelayService, sendStreamBatches: { ...pb.RelayService.sendStreamBatches, requestSerialize: (v: pb.SendBatchRequest | Buffer) => (Buffer.isBuffer(v) ? v : Buffer.from(pb.SendBatchRequest.encode(v).finish())) } },
-        "parley.v1.Relay",
-      ))(a.address, grpc.credentials.createInsecure()) as unknown as pb.RelayClient;
-      h.defer(() => client.close());
-      const call = client.sendStreamBatches(meta);
-      let failed: grpc.ServiceError | undefined;
-      call.on("data", (ack: pb.SendStreamAck) => acks.push(ack));
-      call.on("error", (e: grpc.ServiceError) => (failed = e));
-      call.on("status", (status: grpc.StatusObject) => resolve({ acks, status: failed ?? status }));
-      for (const f of frames) call.write((Buffer.isBuffer(f) ? f : { messages: f }) as pb.SendBatchRequest);
-      call.end();
-      setTimeout(() => reject(new Error("no status within 10 s")), 10_000).unref();
-    });
+  /** One raw SendStream of the requests. */
+  const rawStream = (requests: pb.SendRequest[], meta = md()) => answers(raw.sendStream(meta), requests);
+
+  /** One raw SendStreamBatches, each frame one stream message; a Buffer goes out as it is (a frame that does not decode). */
+  const rawBatches = (frames: Array<pb.SendRequest[] | Buffer>, meta = md()) => {
+    const client = new (grpc.makeGenericClientConstructor(
+      { ...pb.RelayService, sendStreamBatches: { ...pb.RelayService.sendStreamBatches, requestSerialize: (v: pb.SendBatchRequest | Buffer) => (Buffer.isBuffer(v) ? v : Buffer.from(pb.SendBatchRequest.encode(v).finish())) } },
+      "parley.v1.Relay",
+    ))(a.address, grpc.credentials.createInsecure()) as unknown as pb.RelayClient;
+    h.defer(() => client.close());
+    return answers(client.sendStreamBatches(meta), frames.map((f) => (Buffer.isBuffer(f) ? f : { messages: f }) as pb.SendBatchRequest));
+  };
 
   /** Everything queued for bob, in queue order, acked as read. */
   const drainBob = async (): Promise<InboxMessage[]> => {
