@@ -51,7 +51,7 @@ export type RelayBenchOptions = {
   payloadBytes: number;
   senders: number;
   receivers: number;
-  /** "batch": SendBatch of batchSize messages; "single": one Send per message; "stream": one SendStream per sender, a message at a time. */
+  /** "batch": SendBatch of batchSize messages; "single": one Send per message; "stream": one SDK sendStream() per sender, a message at a time (over SendStreamBatches, which the relay offers). */
   mode: "batch" | "single" | "stream";
   /** Messages per SendBatch (batch mode; default 32). */
   batchSize?: number;
