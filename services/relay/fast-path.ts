@@ -15,7 +15,7 @@ import type { Pool } from "../common/db.js";
 import { OutOfRangeError } from "../common/errors.js";
 import type { SendRequest } from "./store.js";
 import { intArray, textArray } from "./pg-arrays.js";
-import { KIND_CODE, KIND_NAME, QueueMap, type Limits, type QueueRef, type SendOutcome } from "./types.js";
+import { compareQueues, KIND_CODE, KIND_NAME, QueueMap, type Limits, type QueueRef, type SendOutcome } from "./types.js";
 
 /** relay_enqueue's refusals: not the common case, take the general path. */
 const NOT_COMMON = new Set([
@@ -79,8 +79,8 @@ export async function enqueueAtOnce(pool: Pool, requests: SendRequest[], limits:
       }
     }
   }
-  // Sorted as RelayStore sorts them: every sender locks queue rows in one order.
-  const bumps = perQueue.values().sort((a, b) => KIND_CODE[a.queue.kind] - KIND_CODE[b.queue.kind] || (a.queue.id < b.queue.id ? -1 : a.queue.id > b.queue.id ? 1 : 0));
+  // In compareQueues order, as RelayStore locks them: every sender locks queue rows in one order.
+  const bumps = perQueue.values().sort((a, b) => compareQueues(a.queue, b.queue));
   let rows: Array<{ kind: number; id: string; last_seq: number }>;
   try {
     ({ rows } = await pool.query<{ kind: number; id: string; last_seq: number }>({

@@ -5,6 +5,7 @@
 import { tx, type Pool, type PoolClient } from "../common/db.js";
 import { AlreadyExistsError, FailedPreconditionError, NotFoundError, OutOfRangeError, ResourceExhaustedError } from "../common/errors.js";
 import {
+  compareQueues,
   KIND_CODE,
   KIND_NAME,
   type Limits,
@@ -204,7 +205,7 @@ export class RelayStore {
   private async lockQueues(c: PoolClient, requests: SendRequest[]): Promise<void> {
     const touched = new Map<string, QueueRef>();
     for (const r of requests) for (const m of r.messages) for (const q of m.recipients) touched.set(queueKey(q), q);
-    const sorted = [...touched.values()].sort((a, b) => KIND_CODE[a.kind] - KIND_CODE[b.kind] || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    const sorted = [...touched.values()].sort(compareQueues);
     await c.query(
       `SELECT 1 FROM queues q JOIN unnest($1::smallint[], $2::text[]) AS t(k, i) ON q.kind = t.k AND q.id = t.i
         ORDER BY q.kind, q.id FOR UPDATE OF q`,
@@ -282,7 +283,7 @@ export class RelayStore {
       // Bumping the queues takes their row locks, in a fixed order so
       // concurrent senders cannot deadlock; one statement also stores the
       // entries and the receipts, so the locks are held only until COMMIT.
-      const bumps = [...perQueue.values()].sort((a, b) => (queueKey(a.queue) < queueKey(b.queue) ? -1 : 1));
+      const bumps = [...perQueue.values()].sort((a, b) => compareQueues(a.queue, b.queue));
       const ordinal = new Map<string, number>();
       const cols = { kind: [] as number[], queue: [] as string[], ord: [] as number[], cnt: [] as number[], rord: [] as number[], mid: [] as string[], payload: [] as Buffer[], ctype: [] as string[], size: [] as number[], sd: [] as string[], si: [] as string[] };
       requests.forEach(({ sender }, i) => {

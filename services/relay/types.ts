@@ -9,6 +9,11 @@ export interface QueueRef {
   id: string;
 }
 
+/** The order every sender locks queue rows in (device queues first, then by id), so concurrent groups cannot deadlock. */
+export function compareQueues(a: QueueRef, b: QueueRef): number {
+  return KIND_CODE[a.kind] - KIND_CODE[b.kind] || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+}
+
 /** A map keyed by queue, without building a string key per lookup (the send and wake-up paths look up every entry). */
 export class QueueMap<T> {
   private readonly devices = new Map<string, T>();
