@@ -32,7 +32,6 @@
 
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 
@@ -41,7 +40,7 @@ import pg from "pg";
 import { RelayClient, type DeviceCredentials, type InboxMessage, type MessageStream, type OutgoingMessage } from "../../client/relay.js";
 import { generateKeyPair } from "../../services/common/crypto.js";
 import { SERVER_NODE_FLAGS } from "../../services/common/node-flags.js";
-import { LatencyRecorder, MiB, PeakRssSampler, findPidsByName, nowMs, readPayloadStamp } from "../support/stats.js";
+import { LatencyRecorder, MiB, PeakRssSampler, findPidsByName, nowMs, processCpuSeconds, readPayloadStamp } from "../support/stats.js";
 import type { BenchResult } from "../support/stats.js";
 
 export type RelayBenchOptions = {
@@ -104,7 +103,6 @@ const READY_PREFIX = "RELAY_READY ";
 const SQL_STATS_PREFIX = "RELAY_SQL_STATS ";
 const KEY_ENV = "PARLEY_BENCH_RELAY_KEY";
 const RELAY_ID = "bench";
-const CLK_TCK = 100;
 
 // ------------------------------------------------------------------ helpers
 
@@ -129,17 +127,6 @@ function dbUrl(adminUrl: string, name: string): string {
   const u = new URL(adminUrl);
   u.pathname = `/${name}`;
   return u.toString();
-}
-
-/** utime + stime of a process in seconds, from /proc/PID/stat; 0 if gone. */
-function processCpuSeconds(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
-  } catch {
-    return 0;
-  }
 }
 
 function cpuOf(pids: number[]): number {

@@ -27,13 +27,9 @@ import { ackAtOnce, enqueueAtOnce } from "../../services/relay/fast-path.js";
 import { relayMigrations } from "../../services/relay/migrations.js";
 import type { Limits, OutgoingMessage } from "../../services/relay/types.js";
 import { envInt } from "../support/env.js";
+import { processCpuSeconds } from "../support/stats.js";
 
-const CLK_TCK = 100;
-
-function backendCpuMs(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK;
-}
+const backendCpuMs = (pid: number) => processCpuSeconds(pid) * 1000;
 
 async function backendPid(pool: pg.Pool): Promise<number> {
   const { rows } = await pool.query<{ pid: number }>("SELECT pg_backend_pid() AS pid");

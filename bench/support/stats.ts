@@ -162,6 +162,17 @@ export function readProcessPssBytes(pid: number): number | undefined {
   return m ? Number(m[1]) * 1024 : undefined;
 }
 
+/** utime + stime of a process in seconds, from /proc/PID/stat (10 ms ticks); 0 if gone. */
+export function processCpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
 /** Pids whose /proc/PID/comm equals one of `names` (e.g. "nats-server", "beam.smp", "postgres"). */
 export function findPidsByName(...names: string[]): number[] {
   const want = new Set(names);
