@@ -12,20 +12,10 @@
  * straight from the event (strings sliced natively).
  */
 import { FetchEvent, type QueuedMessage, type SendBatchRequest, type SendRequest } from "../generated/parley/v1/relay.js";
+import { varintSize, writeVarint } from "../services/common/varint.js";
 import type { InboxMessage } from "./relay.js";
 
 // ---------------------------------------------------------------- encoding
-
-const varintSize = (n: number) => (n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x200000 ? 3 : n < 0x10000000 ? 4 : 5);
-
-function writeVarint(buf: Buffer, pos: number, n: number): number {
-  while (n >= 0x80) {
-    buf[pos++] = (n & 0x7f) | 0x80;
-    n >>>= 7;
-  }
-  buf[pos++] = n;
-  return pos;
-}
 
 const stringField = (len: number) => (len ? 1 + varintSize(len) + len : 0);
 
@@ -40,8 +30,9 @@ type Target = SendRequest["recipients"][number]["target"];
 
 const addressSize = (t: Target) => (t ? 1 + varintSize(Buffer.byteLength(t.value)) + Buffer.byteLength(t.value) : 0);
 
-function writeString(buf: Buffer, pos: number, tag: number, s: string): number {
-  if (!s) return pos;
+/** A string field; an empty one is left out unless it is a oneof member (always written). */
+function writeString(buf: Buffer, pos: number, tag: number, s: string, always = false): number {
+  if (!s && !always) return pos;
   buf[pos++] = tag;
   const len = Buffer.byteLength(s);
   pos = writeVarint(buf, pos, len);
@@ -53,13 +44,7 @@ function writeSendRequest(buf: Buffer, pos: number, m: SendRequest): number {
   for (const r of m.recipients) {
     buf[pos++] = 0x12;
     pos = writeVarint(buf, pos, addressSize(r.target));
-    if (r.target) {
-      // A oneof member is written even when empty.
-      const len = Buffer.byteLength(r.target.value);
-      buf[pos++] = r.target.$case === "deviceId" ? 0x0a : 0x12;
-      pos = writeVarint(buf, pos, len);
-      pos += buf.write(r.target.value, pos, len, "utf8");
-    }
+    if (r.target) pos = writeString(buf, pos, r.target.$case === "deviceId" ? 0x0a : 0x12, r.target.value, true);
   }
   if (m.payload.length) {
     buf[pos++] = 0x1a;

@@ -13,6 +13,7 @@
  * (EncodedEntry); nothing is decoded into objects or encoded again.
  */
 import { QueuedMessage, QueuedMessages } from "../../generated/parley/v1/relay.js";
+import { varintSize, writeVarint } from "../common/varint.js";
 
 const TAG_QUEUE = 0x08;
 const TAG_SEQ = 0x10;
@@ -26,24 +27,6 @@ const TAG_ENQUEUED_AT = 0x40;
 const TAG_LIST_ITEM = 0x0a;
 const TAG_EVENT_MESSAGE = 0x0a;
 const TAG_EVENT_MESSAGES = 0x1a;
-
-function varintSize(n: number): number {
-  let size = 1;
-  while (n >= 0x80) {
-    n = Math.floor(n / 0x80);
-    size++;
-  }
-  return size;
-}
-
-function writeVarint(buf: Buffer, pos: number, n: number): number {
-  while (n >= 0x80) {
-    buf[pos++] = (n % 0x80) | 0x80;
-    n = Math.floor(n / 0x80);
-  }
-  buf[pos++] = n;
-  return pos;
-}
 
 /** Only what the fast path encodes exactly as the generated code does: non-negative safe integers. */
 const plain = (n: number) => Number.isSafeInteger(n) && n >= 0;
